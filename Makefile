@@ -1,0 +1,48 @@
+# cdnpilot: `make test` is what CI runs (.ci/run). It installs what the tests
+# need when missing, starts one ClickHouse for the run, and runs every test
+# with the race detector. A missing server is a failure, never a skip.
+SHELL := /bin/bash
+GO ?= go
+STATICCHECK_VERSION ?= v0.8.2
+FUZZTIME ?= 2m
+BENCHTIME ?= 5x
+
+.PHONY: all test deps check lint fmt bench bench-ingest fuzz demo build
+
+all: check
+
+build:
+	$(GO) build ./...
+
+## deps: install the system packages the tests use (Debian), if missing.
+deps:
+	@.ci/deps
+
+## test: the CI entry point.
+test: deps
+	CDNPILOT_REQUIRE_SERVERS=1 .ci/with-clickhouse $(GO) test -race -count=1 -timeout 15m ./...
+
+## check: formatting, vet and staticcheck, then the tests.
+check: lint test
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+## bench: pipeline benchmarks against a real ClickHouse (figures go to docs/BENCHMARKS.md).
+bench: deps
+	CDNPILOT_REQUIRE_SERVERS=1 .ci/with-clickhouse $(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -timeout 30m ./bench/ ./beacons/... ./internal/geo/ ./analytics/...
+
+## fuzz: run every fuzz target for FUZZTIME each (not part of `make test`).
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; done
+
+demo:
+	$(GO) run ./cmd/cdnpilot demo

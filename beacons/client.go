@@ -1,0 +1,120 @@
+package beacons
+
+import (
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// clientAddr is the socket peer, or, when the peer is a trusted proxy, the
+// right-most X-Forwarded-For hop that is not itself trusted. Walking from
+// the right matters: everything left of our own proxies is client-written.
+func clientAddr(r *http.Request, trusted []netip.Prefix) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	addr := ap.Addr().Unmap()
+	if !inPrefixes(addr, trusted) {
+		return addr
+	}
+	hops := r.Header.Values("X-Forwarded-For")
+	for i := len(hops) - 1; i >= 0; i-- {
+		parts := strings.Split(hops[i], ",")
+		for j := len(parts) - 1; j >= 0; j-- {
+			a, err := netip.ParseAddr(strings.TrimSpace(parts[j]))
+			if err != nil {
+				// A garbled hop ends the chain we can believe.
+				return addr
+			}
+			a = a.Unmap()
+			addr = a
+			if !inPrefixes(a, trusted) {
+				return a
+			}
+		}
+	}
+	return addr
+}
+
+func inPrefixes(a netip.Addr, ps []netip.Prefix) bool {
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// limiter is a token bucket per client. IPv6 clients are keyed by /64, the
+// unit one subscriber usually gets, so rotating addresses does not help.
+type limiter struct {
+	rps   rate.Limit
+	burst int
+	mu    sync.Mutex
+	m     map[netip.Addr]*bucket
+	ops   int
+}
+
+type bucket struct {
+	l    *rate.Limiter
+	seen time.Time
+}
+
+const limiterMaxClients = 200_000
+
+func newLimiter(rps float64, burst int) *limiter {
+	if rps <= 0 {
+		return nil
+	}
+	return &limiter{rps: rate.Limit(rps), burst: burst, m: make(map[netip.Addr]*bucket)}
+}
+
+// allow reports whether the client may make one more request now, and if
+// not, how long until it may.
+func (l *limiter) allow(a netip.Addr, now time.Time) (bool, time.Duration) {
+	if l == nil {
+		return true, 0
+	}
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		a = p.Addr()
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.m[a]
+	if b == nil {
+		l.sweep(now)
+		b = &bucket{l: rate.NewLimiter(l.rps, l.burst)}
+		l.m[a] = b
+	}
+	b.seen = now
+	r := b.l.ReserveN(now, 1)
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return false, d
+	}
+	return true, 0
+}
+
+// sweep drops idle clients so the map cannot grow without bound under a
+// spray of source addresses. It runs at most every 1024 new clients.
+func (l *limiter) sweep(now time.Time) {
+	l.ops++
+	if l.ops%1024 != 0 && len(l.m) < limiterMaxClients {
+		return
+	}
+	idle := time.Minute
+	if len(l.m) >= limiterMaxClients {
+		idle = 0
+	}
+	for k, b := range l.m {
+		if now.Sub(b.seen) >= idle {
+			delete(l.m, k)
+		}
+	}
+}

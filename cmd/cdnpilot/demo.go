@@ -1,0 +1,56 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/cdnpilot/cdnpilot/internal/app"
+)
+
+func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cf commonFlags
+	cf.register(fs)
+	viewers := fs.Int("viewers", -1, "synthetic viewers (default from config: 300)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := cf.load()
+	if err != nil {
+		return err
+	}
+	if *viewers >= 0 {
+		cfg.Demo.Viewers = *viewers
+	}
+	// The synthetic players post from loopback with X-Forwarded-For set to
+	// their own (documentation-range) addresses, so loopback is a trusted
+	// proxy in the demo only.
+	cfg.Ingest.TrustedProxies = append(cfg.Ingest.TrustedProxies, "127.0.0.1/32", "::1/128")
+	log := newLogger(stderr, cfg.LogLevel, cf.logJSON)
+	a, err := app.New(ctx, cfg, app.Roles{Ingest: true, Consume: true, Fleet: true}, log)
+	if err != nil {
+		return err
+	}
+	base := "http://" + a.HTTPAddr()
+	store := "in-memory analytics store"
+	if cfg.ClickHouse.Addr != "" {
+		store = "ClickHouse at " + cfg.ClickHouse.Addr
+	}
+	broker := fmt.Sprintf("embedded Kafka-protocol broker at %v", a.Brokers())
+	if !cfg.Kafka.Embedded() {
+		broker = fmt.Sprintf("Kafka at %v", a.Brokers())
+	}
+	fmt.Fprintf(stdout, `cdnpilot demo is running (%d synthetic viewers, %s, %s)
+
+  beacon ingest    POST %s/v1/beacons
+  CMCD ingest      POST|GET %s/v1/cmcd?service=vod
+  metrics          %s/metrics
+  health           %s/healthz  %s/readyz
+
+Press Ctrl-C to stop; accepted beacons are flushed before exit.
+`, cfg.Demo.Viewers, broker, store, base, base, base, base, base)
+	return a.Run(ctx)
+}

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"runtime/debug"
+
+	"github.com/cdnpilot/cdnpilot/analytics"
+	"github.com/cdnpilot/cdnpilot/internal/app"
+	"github.com/cdnpilot/cdnpilot/internal/config"
+)
+
+func runRole(ctx context.Context, name string, roles app.Roles, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cf commonFlags
+	cf.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := cf.load()
+	if err != nil {
+		return err
+	}
+	log := newLogger(stderr, cfg.LogLevel, cf.logJSON).With("role", name)
+	a, err := app.New(ctx, cfg, roles, log)
+	if err != nil {
+		return err
+	}
+	log.Info("serving", "http", a.HTTPAddr(), "kafka", a.Brokers())
+	return a.Run(ctx)
+}
+
+func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return runRole(ctx, "ingest", app.Roles{Ingest: true}, args, stdout, stderr)
+}
+
+func runConsume(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return runRole(ctx, "consume", app.Roles{Consume: true}, args, stdout, stderr)
+}
+
+func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cf commonFlags
+	cf.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := cf.load()
+	if err != nil {
+		return err
+	}
+	if cfg.ClickHouse.Addr == "" {
+		return fmt.Errorf("migrate: no ClickHouse address (use --clickhouse or CDNPILOT_CLICKHOUSE_ADDR)")
+	}
+	log := newLogger(stderr, cfg.LogLevel, cf.logJSON)
+	ch, err := analytics.OpenClickHouse(ctx, analytics.ClickHouseOptions{
+		Addr: cfg.ClickHouse.Addr, Database: cfg.ClickHouse.Database,
+		Username: cfg.ClickHouse.Username, Password: cfg.ClickHouse.Password,
+		DialTimeout: cfg.ClickHouse.DialTimeout.D(), QueryTimeout: cfg.ClickHouse.QueryTimeout.D(),
+	}, log)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer ch.Close()
+	fmt.Fprintf(stdout, "schema of database %s is up to date\n", cfg.ClickHouse.Database)
+	return nil
+}
+
+func runCheckConfig(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "YAML config file to check (default: the built-in example)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *path == "" && fs.NArg() == 1 {
+		*path = fs.Arg(0)
+	} else if fs.NArg() > 0 {
+		return fmt.Errorf("check-config: unexpected argument %q", fs.Arg(fs.NArg()-1))
+	}
+	cfg, err := config.Load(*path, func(string) string { return "" })
+	if err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("invalid config: %w", err)
+	}
+	name := *path
+	if name == "" {
+		name = "built-in example"
+	}
+	fmt.Fprintf(stdout, "%s: OK\n", name)
+	return nil
+}
+
+func runVersion(_ context.Context, _ []string, stdout, _ io.Writer) error {
+	v := "(devel)"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		v = bi.Main.Version
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				v += " " + s.Value
+			}
+		}
+	}
+	fmt.Fprintln(stdout, "cdnpilot", v)
+	return nil
+}

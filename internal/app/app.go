@@ -1,0 +1,349 @@
+// Package app wires cdnpilot's roles into one process: the broker (embedded
+// or real), ingest, the analytics consumer and store, the synthetic fleet,
+// and the HTTP server they share. cmd/cdnpilot chooses the roles; end-to-end
+// tests start the same App on free ports.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/segmentio/kafka-go"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/cdnpilot/cdnpilot/analytics"
+	"github.com/cdnpilot/cdnpilot/analytics/consume"
+	"github.com/cdnpilot/cdnpilot/beacons"
+	"github.com/cdnpilot/cdnpilot/internal/config"
+	"github.com/cdnpilot/cdnpilot/internal/fleet"
+	"github.com/cdnpilot/cdnpilot/internal/geo"
+	"github.com/cdnpilot/cdnpilot/internal/kafkaio"
+)
+
+// Roles selects what this process runs.
+type Roles struct {
+	Ingest  bool
+	Consume bool
+	Fleet   bool // synthetic players posting to this process's ingest
+}
+
+// Store is what the app needs of an analytics store.
+type Store interface {
+	consume.Sink
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// App is one cdnpilot process.
+type App struct {
+	cfg   config.Config
+	roles Roles
+	log   *slog.Logger
+	reg   *prometheus.Registry
+
+	broker  *kafkaio.Embedded
+	brokers []string
+	store   Store
+
+	httpLn  net.Listener
+	httpSrv *http.Server
+	mux     *http.ServeMux
+
+	writer   *kafka.Writer
+	dlq      *kafka.Writer
+	reader   *kafka.Reader
+	consumer *consume.Consumer
+	fleet    *fleet.Fleet
+}
+
+// New builds the process and binds its listeners, so the caller can print
+// or hand out real addresses (":0" picks free ports) before Run.
+func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) (a *App, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	a = &App{cfg: cfg, roles: roles, log: log, reg: prometheus.NewRegistry(), mux: http.NewServeMux()}
+	defer func() {
+		if err != nil {
+			a.closeAll()
+		}
+	}()
+	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	topics := []kafkaio.Topic{
+		{Name: cfg.Kafka.BeaconsTopic, Partitions: cfg.Kafka.Partitions},
+		{Name: cfg.Kafka.DeadLetterTopic, Partitions: 1},
+	}
+	if cfg.Kafka.Embedded() {
+		if a.broker, err = kafkaio.StartEmbedded(0, "", topics...); err != nil {
+			return nil, err
+		}
+		a.brokers = a.broker.Addrs()
+		log.Info("embedded kafka broker started", "addrs", a.brokers)
+	} else {
+		a.brokers = cfg.Kafka.Brokers
+		if err := kafkaio.EnsureTopics(ctx, a.brokers, topics...); err != nil {
+			return nil, err
+		}
+	}
+
+	if roles.Consume {
+		if cfg.ClickHouse.Addr != "" {
+			ch, err := analytics.OpenClickHouse(ctx, analytics.ClickHouseOptions{
+				Addr: cfg.ClickHouse.Addr, Database: cfg.ClickHouse.Database,
+				Username: cfg.ClickHouse.Username, Password: cfg.ClickHouse.Password,
+				DialTimeout: cfg.ClickHouse.DialTimeout.D(), QueryTimeout: cfg.ClickHouse.QueryTimeout.D(),
+			}, log.With("component", "clickhouse"))
+			if err != nil {
+				return nil, fmt.Errorf("open clickhouse: %w", err)
+			}
+			a.store = ch
+		} else {
+			a.store = analytics.NewMemory(analytics.MemoryOptions{Retention: cfg.ClickHouse.MemoryRetention.D()})
+		}
+		a.reader = kafkaio.NewReader(kafkaio.ReaderOptions{
+			Brokers: a.brokers, Topic: cfg.Kafka.BeaconsTopic, GroupID: cfg.Consume.GroupID,
+			ClientID: cfg.Kafka.ClientID, Logger: log.With("component", "kafka-reader"),
+		})
+		if a.dlq, err = kafkaio.NewWriter(kafkaio.WriterOptions{
+			Brokers: a.brokers, Topic: cfg.Kafka.DeadLetterTopic, ClientID: cfg.Kafka.ClientID,
+			Compression: cfg.Kafka.Compression, BatchTimeout: time.Millisecond,
+		}); err != nil {
+			return nil, err
+		}
+		reader := a.reader
+		a.consumer = consume.New(reader, a.dlq, a.store, consume.Options{
+			BatchRows: cfg.Consume.BatchRows, BatchInterval: cfg.Consume.BatchInterval.D(),
+			InsertTimeout: cfg.Consume.InsertTimeout.D(), Logger: log, Registerer: a.reg,
+			Lag: func() int64 { return reader.Stats().Lag },
+		})
+	}
+
+	if roles.Ingest {
+		if a.writer, err = kafkaio.NewWriter(kafkaio.WriterOptions{
+			Brokers: a.brokers, Topic: cfg.Kafka.BeaconsTopic, ClientID: cfg.Kafka.ClientID,
+			Compression: cfg.Kafka.Compression, BatchTimeout: cfg.Kafka.BatchTimeout.D(),
+			Logger: log.With("component", "kafka-writer"),
+		}); err != nil {
+			return nil, err
+		}
+		loc, err := buildGeo(cfg.Geo)
+		if err != nil {
+			return nil, err
+		}
+		trusted, _ := cfg.Ingest.TrustedPrefixes() // validated above
+		prod := beacons.NewProducer(a.writer, beacons.ProducerOptions{
+			Retries: cfg.Kafka.ProduceRetries, Timeout: cfg.Kafka.ProduceTimeout.D(), Registerer: a.reg,
+		})
+		h := beacons.NewHandler(prod, loc, beacons.Options{
+			MaxBodyBytes: cfg.Ingest.MaxBodyBytes, MaxBeaconsPerBody: cfg.Ingest.MaxBeaconsPerBody,
+			RateLimitRPS: cfg.Ingest.RateLimit.PerClientRPS, RateLimitBurst: cfg.Ingest.RateLimit.Burst,
+			CORSOrigins: cfg.Ingest.CORSOrigins, TrustedProxies: trusted, MaxClockSkew: cfg.Ingest.MaxClockSkew.D(),
+			Logger: log, Registerer: a.reg,
+		})
+		h.Register(a.mux)
+	}
+
+	a.mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
+	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	a.mux.HandleFunc("GET /readyz", a.readyz)
+
+	if a.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("listen http %s: %w", cfg.HTTPAddr, err)
+	}
+	a.httpSrv = &http.Server{
+		Handler:           a.mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+
+	if roles.Fleet {
+		a.fleet = fleet.New(fleet.Options{
+			Target: "http://" + a.httpLn.Addr().String(), Viewers: cfg.Demo.Viewers, Seed: cfg.Demo.Seed,
+			Coverage: geo.Demo(), Logger: log,
+		})
+	}
+	return a, nil
+}
+
+// Mux lets later roles (steering, admin API, UI) mount their handlers.
+func (a *App) Mux() *http.ServeMux { return a.mux }
+
+// HTTPAddr is the bound HTTP address.
+func (a *App) HTTPAddr() string { return a.httpLn.Addr().String() }
+
+// Brokers are the Kafka addresses in use (the embedded broker's, or the
+// configured ones).
+func (a *App) Brokers() []string { return a.brokers }
+
+// Embedded is the in-process broker, nil with real brokers.
+func (a *App) Embedded() *kafkaio.Embedded { return a.broker }
+
+// Store is the analytics store, nil unless the consume role runs.
+func (a *App) Store() Store { return a.store }
+
+// Registry is the process's metrics registry.
+func (a *App) Registry() *prometheus.Registry { return a.reg }
+
+// Run serves until ctx is done, then stops in dependency order: players,
+// then ingest (in-flight requests finish publishing), then the producer;
+// with the embedded broker the consumer drains it before it stops, because
+// that broker's data dies with the process; then the store and the broker.
+func (a *App) Run(ctx context.Context) error {
+	defer a.closeAll()
+	consumeCtx, stopConsume := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopConsume()
+
+	g, gctx := errgroup.WithContext(ctx)
+	var consumeDone chan error
+	if a.consumer != nil {
+		consumeDone = make(chan error, 1)
+		go func() { consumeDone <- a.consumer.Run(consumeCtx) }()
+	}
+	g.Go(func() error {
+		if err := a.httpSrv.Serve(a.httpLn); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http server: %w", err)
+		}
+		return nil
+	})
+	if a.fleet != nil {
+		g.Go(func() error { return a.fleet.Run(gctx) })
+	}
+	if consumeDone != nil {
+		g.Go(func() error {
+			select {
+			case err := <-consumeDone:
+				consumeDone <- err // for the shutdown path below
+				if err != nil {
+					return fmt.Errorf("consumer: %w", err)
+				}
+				return errors.New("consumer stopped")
+			case <-gctx.Done():
+				return nil
+			}
+		})
+	}
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		if err := a.httpSrv.Shutdown(sctx); err != nil {
+			a.log.Warn("http shutdown", "err", err)
+		}
+		return nil
+	})
+	err := g.Wait()
+
+	if a.writer != nil {
+		if cerr := a.writer.Close(); cerr != nil {
+			a.log.Warn("close kafka writer", "err", cerr)
+		}
+		a.writer = nil
+	}
+	if consumeDone != nil {
+		if a.broker != nil {
+			dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			if derr := kafkaio.WaitDrained(dctx, a.brokers, a.cfg.Consume.GroupID, a.cfg.Kafka.BeaconsTopic); derr != nil {
+				a.log.Error("embedded broker not drained before exit; beacons may be lost", "err", derr)
+			}
+			cancel()
+		}
+		stopConsume()
+		if cerr := <-consumeDone; cerr != nil {
+			a.log.Error("consumer", "err", cerr)
+			err = errors.Join(err, cerr)
+		}
+	}
+	return err
+}
+
+func (a *App) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	var problems []string
+	if err := kafkaio.Ping(ctx, a.brokers); err != nil {
+		problems = append(problems, "kafka: "+err.Error())
+	}
+	if a.store != nil {
+		if err := a.store.Ping(ctx); err != nil {
+			problems = append(problems, "analytics store: "+err.Error())
+		}
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	w.Header().Set("Cache-Control", "no-store")
+	if len(problems) > 0 {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		for _, p := range problems {
+			_, _ = fmt.Fprintln(w, p)
+		}
+		return
+	}
+	_, _ = w.Write([]byte("ready\n"))
+}
+
+func (a *App) closeAll() {
+	if a.writer != nil {
+		_ = a.writer.Close()
+	}
+	if a.reader != nil {
+		_ = a.reader.Close()
+		a.reader = nil
+	}
+	if a.dlq != nil {
+		_ = a.dlq.Close()
+		a.dlq = nil
+	}
+	if a.store != nil {
+		_ = a.store.Close()
+		a.store = nil
+	}
+	if a.broker != nil {
+		a.broker.Close()
+		a.broker = nil
+	}
+	if a.httpLn != nil {
+		_ = a.httpLn.Close()
+	}
+}
+
+func buildGeo(g config.Geo) (beacons.Locator, error) {
+	var chain geo.Chain
+	if g.Coverage != "" {
+		f, err := os.Open(g.Coverage)
+		if err != nil {
+			return nil, fmt.Errorf("geo.coverage: %w", err)
+		}
+		defer f.Close()
+		cov, err := geo.LoadCoverage(f)
+		if err != nil {
+			return nil, fmt.Errorf("geo.coverage %s: %w", g.Coverage, err)
+		}
+		chain = append(chain, cov)
+	} else {
+		chain = append(chain, geo.Demo())
+	}
+	if g.MMDB != "" || g.ASNMMDB != "" {
+		db, err := geo.OpenMMDB(g.MMDB, g.ASNMMDB, g.Regions)
+		if err != nil {
+			return nil, fmt.Errorf("geo mmdb: %w", err)
+		}
+		chain = append(chain, db)
+	}
+	return chain, nil
+}

@@ -1,0 +1,94 @@
+package kafkaio
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// GroupLag returns how many records of topic the group has not committed
+// yet, summed over partitions: the end offsets minus the committed ones.
+// Shutdown uses it to drain the embedded broker; tests use it to wait until
+// everything produced is stored.
+func GroupLag(ctx context.Context, brokers []string, group, topic string) (int64, error) {
+	c := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 5 * time.Second}
+	md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return 0, fmt.Errorf("group lag: metadata: %w", err)
+	}
+	var parts []int
+	for _, t := range md.Topics {
+		if t.Name != topic {
+			continue
+		}
+		if t.Error != nil {
+			return 0, fmt.Errorf("group lag: topic %s: %w", topic, t.Error)
+		}
+		for _, p := range t.Partitions {
+			parts = append(parts, p.ID)
+		}
+	}
+	if len(parts) == 0 {
+		return 0, fmt.Errorf("group lag: topic %s has no partitions", topic)
+	}
+	reqs := make([]kafka.OffsetRequest, len(parts))
+	for i, p := range parts {
+		reqs[i] = kafka.LastOffsetOf(p)
+	}
+	lo, err := c.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
+	if err != nil {
+		return 0, fmt.Errorf("group lag: list offsets: %w", err)
+	}
+	end := map[int]int64{}
+	for _, p := range lo.Topics[topic] {
+		if p.Error != nil {
+			return 0, fmt.Errorf("group lag: partition %d: %w", p.Partition, p.Error)
+		}
+		end[p.Partition] = p.LastOffset
+	}
+	of, err := c.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: parts}})
+	if err != nil {
+		return 0, fmt.Errorf("group lag: offset fetch: %w", err)
+	}
+	if of.Error != nil {
+		return 0, fmt.Errorf("group lag: offset fetch: %w", of.Error)
+	}
+	committed := map[int]int64{}
+	for _, p := range of.Topics[topic] {
+		if p.Error != nil {
+			return 0, fmt.Errorf("group lag: committed offset of partition %d: %w", p.Partition, p.Error)
+		}
+		committed[p.Partition] = p.CommittedOffset
+	}
+	var lag int64
+	for p, e := range end {
+		c := committed[p]
+		if c < 0 { // nothing committed yet
+			c = 0
+		}
+		if e > c {
+			lag += e - c
+		}
+	}
+	return lag, nil
+}
+
+// WaitDrained polls GroupLag until it is zero or ctx ends.
+func WaitDrained(ctx context.Context, brokers []string, group, topic string) error {
+	for {
+		lag, err := GroupLag(ctx, brokers, group, topic)
+		if err == nil && lag == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			if err != nil {
+				return fmt.Errorf("wait drained: %w (last: %v)", ctx.Err(), err)
+			}
+			return fmt.Errorf("wait drained: %w (%d records left)", ctx.Err(), lag)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
