@@ -61,99 +61,85 @@ var ErrNotJSON = errors.New("body is not JSON")
 // ErrTooMany is returned when a body holds more beacons than allowed.
 var ErrTooMany = errors.New("too many beacons in one body")
 
+// Item is one decoded element of a body: the input, or why it could not be
+// decoded (a type error naming the field).
+type Item struct {
+	In  Input
+	Err error
+}
+
 // DecodeBody splits a body into items: one JSON object, a JSON array of
 // objects, or NDJSON (which the object case covers: a stream of values).
-// A syntax error anywhere rejects the whole body, so a truncated upload is
-// never half-accepted. Type errors are per item and do not stop the rest.
-func DecodeBody(body []byte, maxItems int, visit func(i int, in *Input, err error)) error {
+// A syntax error anywhere rejects the whole body and returns no items, so a
+// truncated upload is never half-accepted. Type errors are per item and do
+// not stop the rest.
+func DecodeBody(body []byte, maxItems int) ([]Item, error) {
 	trimmed := bytes.TrimLeft(body, " \t\r\n")
 	if len(trimmed) == 0 {
-		return fmt.Errorf("%w: empty body", ErrNotJSON)
-	}
-	// Decoding is two passes so that a syntax error late in the body
-	// rejects it before any item is visited (and so published).
-	if !json.Valid(trimmed) {
-		if !validStream(trimmed) {
-			return fmt.Errorf("%w: %v", ErrNotJSON, syntaxError(trimmed))
-		}
-		if trimmed[0] == '[' {
-			// A stream of arrays: caught here, not after the first array's
-			// items were visited.
-			return fmt.Errorf("%w: data after the array", ErrNotJSON)
-		}
+		return nil, fmt.Errorf("%w: empty body", ErrNotJSON)
 	}
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
-	n := 0
+	items := make([]Item, 0, 64)
 	next := func() error {
-		if n >= maxItems {
+		if len(items) >= maxItems {
 			return fmt.Errorf("%w: more than %d", ErrTooMany, maxItems)
 		}
-		var in Input
-		err := dec.Decode(&in)
+		items = append(items, Item{})
+		it := &items[len(items)-1]
+		err := dec.Decode(&it.In)
 		if err != nil && !isItemError(err) {
-			return err
+			return notJSON(err)
 		}
-		visit(n, &in, itemError(err))
-		n++
+		it.Err = itemError(err)
 		return nil
 	}
 	switch trimmed[0] {
 	case '[':
 		if _, err := dec.Token(); err != nil {
-			return fmt.Errorf("%w: %v", ErrNotJSON, err)
+			return nil, notJSON(err)
 		}
 		for dec.More() {
 			if err := next(); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		if _, err := dec.Token(); err != nil {
-			return fmt.Errorf("%w: %v", ErrNotJSON, err)
+			return nil, notJSON(err)
 		}
 		if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-			return fmt.Errorf("%w: data after the array", ErrNotJSON)
+			return nil, fmt.Errorf("%w: data after the array", ErrNotJSON)
 		}
 	case '{':
 		for dec.More() {
 			if err := next(); err != nil {
-				return err
+				return nil, err
 			}
 		}
+		// More stops at a stray ']' or '}' too: only the end may follow.
+		if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%w: data after the last object", ErrNotJSON)
+		}
 	default:
-		return fmt.Errorf("%w: want an object, an array of objects or NDJSON", ErrNotJSON)
+		return nil, fmt.Errorf("%w: want an object, an array of objects or NDJSON", ErrNotJSON)
 	}
-	return nil
+	return items, nil
 }
 
-// validStream reports whether b is a sequence of JSON values (NDJSON).
-func validStream(b []byte) bool {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	for {
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return errors.Is(err, io.EOF)
-		}
-	}
-}
-
-func syntaxError(b []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	for {
-		var raw json.RawMessage
-		err := dec.Decode(&raw)
-		if err == nil {
-			continue
-		}
-		var se *json.SyntaxError
-		if errors.As(err, &se) {
-			return fmt.Errorf("%v at byte %d", se, se.Offset)
-		}
-		if errors.Is(err, io.ErrUnexpectedEOF) {
-			return errors.New("unexpected end of body (truncated?)")
-		}
+func notJSON(err error) error {
+	if errors.Is(err, ErrTooMany) || errors.Is(err, ErrNotJSON) {
 		return err
 	}
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Errorf("%w: %v at byte %d", ErrNotJSON, se, se.Offset)
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return fmt.Errorf("%w: unexpected end of body (truncated?)", ErrNotJSON)
+	}
+	return fmt.Errorf("%w: %v", ErrNotJSON, err)
 }
+
+
 
 func isItemError(err error) bool {
 	var te *json.UnmarshalTypeError

@@ -179,25 +179,26 @@ func (h *Handler) ServeBeacons(w http.ResponseWriter, r *http.Request) {
 	var res Result
 	batch := make([]record.Beacon, 0, 64)
 	index := make([]int, 0, 64) // batch position -> body index
-	err := DecodeBody(body, h.o.MaxBeaconsPerBody, func(i int, in *Input, derr error) {
-		if derr != nil {
+	items, err := DecodeBody(body, h.o.MaxBeaconsPerBody)
+	for i := range items {
+		if derr := items[i].Err; derr != nil {
 			var fe *fieldErr
 			if errors.As(derr, &fe) {
 				res.Rejected = append(res.Rejected, FieldError{Index: i, Field: fe.field, Reason: fe.reason})
 			} else {
 				res.Rejected = append(res.Rejected, FieldError{Index: i, Field: "(item)", Reason: derr.Error()})
 			}
-			return
+			continue
 		}
-		b, fe := in.Validate(now, h.o.MaxClockSkew)
+		b, fe := items[i].In.Validate(now, h.o.MaxClockSkew)
 		if fe != nil {
 			res.Rejected = append(res.Rejected, FieldError{Index: i, Field: fe.field, Reason: fe.reason})
-			return
+			continue
 		}
 		h.enrich(&b, now, client, loc)
 		batch = append(batch, b)
 		index = append(index, i)
-	})
+	}
 	switch {
 	case errors.Is(err, ErrTooMany):
 		h.fail(w, http.StatusRequestEntityTooLarge, reasonTooLarge, err.Error())
