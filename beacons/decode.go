@@ -139,8 +139,6 @@ func notJSON(err error) error {
 	return fmt.Errorf("%w: %v", ErrNotJSON, err)
 }
 
-
-
 func isItemError(err error) bool {
 	var te *json.UnmarshalTypeError
 	return errors.As(err, &te)
