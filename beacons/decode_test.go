@@ -1,9 +1,11 @@
 package beacons
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -247,4 +249,74 @@ func checkAccepted(t *testing.T, b record.Beacon) {
 		t.Fatalf("record does not round-trip: %v\n%+v\n%+v", err, b, back)
 	}
 	_ = fmt.Sprint(b) // String methods of the enums must not panic either
+}
+
+// TestFieldsCoverSchema: the exact-key decoder must know every field of
+// Input under its JSON name, or the two decode paths would disagree.
+func TestFieldsCoverSchema(t *testing.T) {
+	var in Input
+	fs := in.fields()
+	typ := reflect.TypeFor[Input]()
+	if len(fs) != typ.NumField() {
+		t.Fatalf("fields() lists %d, Input has %d", len(fs), typ.NumField())
+	}
+	for i, f := range fs {
+		sf := typ.Field(i)
+		if tag := sf.Tag.Get("json"); tag != f.name {
+			t.Errorf("fields()[%d] = %q, struct field %s has tag %q", i, f.name, sf.Name, tag)
+		}
+		if reflect.ValueOf(f.ptr).Pointer() != reflect.ValueOf(&in).Elem().Field(i).Addr().Pointer() {
+			t.Errorf("fields()[%d] %q points at the wrong field", i, f.name)
+		}
+	}
+}
+
+func TestKeysAreCaseSensitive(t *testing.T) {
+	for _, body := range []string{`{"TYPE":"view_start","Ts":1}`, `[{"TYPE":"view_start","Ts":1}]`, `{"TYPE":"view_start","ts":"x"}`} {
+		items, err := DecodeBody([]byte(body), 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if items[0].In.Type != "" || items[0].In.TS != 0 {
+			t.Errorf("%s: a key in other case was taken as a field: %+v", body, items[0].In)
+		}
+	}
+}
+
+// FuzzFastMatchesStd: whenever the goccy/go-json fast path accepts a body,
+// the encoding/json path must accept it too and decode the same items, so
+// the fast path changes speed and nothing else.
+func FuzzFastMatchesStd(f *testing.F) {
+	obj := `{"type":"heartbeat","view_id":"v","ts":1764269148500,"service":"vod","cdn":"a","played_ms":5000}`
+	for _, s := range []string{obj, "[" + obj + "," + obj + "]", obj + "\n" + obj, `{"TYPE":"x","View_Id":"v"}`,
+		`{"type":"a","type":"b"}`, `{"view_id":"\u00e9\ud800"}`, `{"ts":1e3}`, `{"ts":-0}`, `{"seq":null}`,
+		`{"x":{"y":[1,2,{"z":null}]},"ts":5}`, "[]", "{}", `{"fatal":true,"seek":false}`, "{\"os\":\"\xff\"}",
+		`[null]`, `[{"ts":9223372036854775808}]`, `{"ts":1.0}`, `{"type":"a\u0000b"}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		trimmed := bytes.TrimLeft(body, " \t\r\n")
+		if len(trimmed) == 0 {
+			return
+		}
+		fast, ok := decodeFast(trimmed, 20)
+		if !ok {
+			return
+		}
+		std, err := decodeStd(trimmed, 20)
+		if err != nil {
+			t.Fatalf("fast path accepted a body encoding/json rejects: %v", err)
+		}
+		if len(std) != len(fast) {
+			t.Fatalf("fast path decoded %d items, encoding/json %d", len(fast), len(std))
+		}
+		for i := range std {
+			if std[i].Err != nil {
+				t.Fatalf("item %d: fast path accepted what encoding/json rejects: %v", i, std[i].Err)
+			}
+			if std[i].In != fast[i].In {
+				t.Fatalf("item %d differs:\nfast %+v\n std %+v", i, fast[i].In, std[i].In)
+			}
+		}
+	})
 }

@@ -1,0 +1,287 @@
+// Package bench holds the pipeline benchmarks of docs/BENCHMARKS.md. They
+// need a real ClickHouse (make bench starts one) and build the cdnpilot
+// binary to run the consumer as its own process, as in production.
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+
+	"github.com/cdnpilot/cdnpilot/analytics"
+	"github.com/cdnpilot/cdnpilot/beacons/record"
+	"github.com/cdnpilot/cdnpilot/internal/app"
+	"github.com/cdnpilot/cdnpilot/internal/chserver"
+	"github.com/cdnpilot/cdnpilot/internal/config"
+	"github.com/cdnpilot/cdnpilot/internal/kafkaio"
+)
+
+const (
+	perPost = 50
+	loadFor = 6 * time.Second
+	group   = "bench-consume"
+)
+
+var clientAddrs = []string{"100.64.9.9", "100.65.1.1", "100.80.3.3", "100.96.2.2", "100.112.7.7", "198.18.4.4", "192.0.2.10"}
+
+// BenchmarkPipeline: beacons/s end to end (HTTP ingest, 50 per POST, ->
+// embedded broker -> consumer process -> ClickHouse, until every record is
+// committed), against the same number of rows inserted straight into
+// ClickHouse by a bare clickhouse-go batch loop, in the same run.
+func BenchmarkPipeline(b *testing.B) {
+	chAddr := chserver.ForTest(b)
+	bin := buildBinary(b)
+	for b.Loop() {
+		n, e2e, rss := endToEnd(b, bin, chAddr)
+		bare := bareInsert(b, chAddr, n)
+		b.ReportMetric(e2e, "e2e_beacons/s")
+		b.ReportMetric(bare, "bare_rows/s")
+		b.ReportMetric(e2e/bare, "e2e/bare")
+		b.ReportMetric(rss, "consumer_peak_rss_MiB")
+	}
+}
+
+func buildBinary(b *testing.B) string {
+	b.Helper()
+	out := filepath.Join(b.TempDir(), "cdnpilot")
+	cmd := exec.Command("go", "build", "-o", out, "github.com/cdnpilot/cdnpilot/cmd/cdnpilot")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("build: %v\n%s", err, msg)
+	}
+	return out
+}
+
+func endToEnd(b *testing.B, bin, chAddr string) (accepted int, beaconsPerSec, consumerRSSMiB float64) {
+	b.Helper()
+	db := fmt.Sprintf("bench_e2e_%d", time.Now().UnixNano())
+	cfg := config.Default()
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.Ingest.RateLimit.PerClientRPS = 0
+	cfg.Ingest.TrustedProxies = []string{"127.0.0.1/32"}
+	ingest, err := app.New(b.Context(), cfg, app.Roles{Ingest: true}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(b.Context())
+	done := make(chan error, 1)
+	go func() { done <- ingest.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+
+	// The consumer as its own process, as deployed, so its memory is its own.
+	confPath := filepath.Join(b.TempDir(), "consume.yaml")
+	conf := fmt.Sprintf("http_addr: 127.0.0.1:0\nclickhouse:\n  database: %s\nconsume:\n  group_id: %s\n  batch_rows: 20000\n  batch_interval: 1s\n", db, group)
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	var consLog bytes.Buffer
+	cons := exec.Command(bin, "consume", "--config", confPath, "--kafka", strings.Join(ingest.Brokers(), ","),
+		"--clickhouse", chAddr, "--log-level", "warn")
+	cons.Stdout, cons.Stderr = &consLog, &consLog
+	if err := cons.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		_ = cons.Process.Signal(os.Interrupt)
+		_ = cons.Wait()
+		if b.Failed() {
+			b.Logf("consumer log:\n%s", consLog.String())
+		}
+	}()
+
+	// The load comes from wrk (C, cheap) rather than a Go client in this
+	// process, so the harness takes as little of the 2 cores as possible.
+	url := "http://" + ingest.HTTPAddr() + "/v1/beacons"
+	script := writeWrkScript(b, makeBodies(64))
+	wrkDone := make(chan string, 1)
+	start := time.Now()
+	go func() {
+		out, err := exec.Command("wrk", "-t2", "-c32", "-d"+loadFor.String(), "-s", script, url).CombinedOutput()
+		if err != nil {
+			out = append(out, []byte("\nwrk: "+err.Error())...)
+		}
+		wrkDone <- string(out)
+	}()
+	// Sample the consumer's memory while the load runs.
+	stopSample := make(chan struct{})
+	sampled := make(chan float64, 1)
+	go func() {
+		peak := 0.0
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if v := rssMiB(cons.Process.Pid, "VmHWM:"); v > peak {
+				peak = v
+			}
+			select {
+			case <-stopSample:
+				sampled <- peak
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	wrkOut := <-wrkDone
+	ingestDone := time.Since(start)
+	if strings.Contains(wrkOut, "Non-2xx") || strings.Contains(wrkOut, "wrk:") || strings.Contains(wrkOut, "Socket errors") {
+		b.Fatalf("load had failures:\n%s", wrkOut)
+	}
+	accepted = int(counterValue(b, ingest, "cdnpilot_beacons_accepted_total"))
+	dctx, dcancel := context.WithTimeout(b.Context(), 10*time.Minute)
+	defer dcancel()
+	if err := kafkaio.WaitDrained(dctx, ingest.Brokers(), group, cfg.Kafka.BeaconsTopic); err != nil {
+		b.Fatal(err)
+	}
+	elapsed := time.Since(start)
+	close(stopSample)
+	peak := <-sampled
+	b.Logf("end to end: %d beacons in %v (HTTP ingest alone: %.0f beacons/s)", accepted, elapsed.Round(time.Millisecond), float64(accepted)/ingestDone.Seconds())
+	return accepted, float64(accepted) / elapsed.Seconds(), peak
+}
+
+func makeBodies(n int) [][]byte {
+	now := time.Now().UnixMilli()
+	out := make([][]byte, n)
+	for i := range out {
+		items := make([]map[string]any, perPost)
+		for j := range items {
+			k := i*perPost + j
+			items[j] = map[string]any{"type": "heartbeat", "view_id": fmt.Sprintf("bench-view-%d", k/20), "session_id": fmt.Sprintf("bench-s-%d", k/20),
+				"ts": now, "service": []string{"vod", "live"}[k%2], "cdn": []string{"cdn-a", "cdn-b", "cdn-c"}[k%3],
+				"host": "edge.cdn.example", "player": "hls.js", "player_version": "1.7.0", "device": "desktop", "os": "linux",
+				"played_ms": 5000, "rebuffer_ms": k % 3 * 100, "bitrate_kbps": 3000 + k%7*100, "throughput_kbps": 9000 + k%13*500, "ttfb_ms": 40 + k%50}
+		}
+		out[i], _ = json.Marshal(items)
+	}
+	return out
+}
+
+// bareInsert inserts the same number of equivalent rows into the same
+// schema with nothing but a clickhouse-go batch loop: the ceiling the
+// pipeline is compared with.
+func bareInsert(b *testing.B, chAddr string, total int) float64 {
+	b.Helper()
+	db := fmt.Sprintf("bench_bare_%d", time.Now().UnixNano())
+	store, err := analytics.OpenClickHouse(b.Context(), analytics.ClickHouseOptions{Addr: chAddr, Database: db}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	store.Close()
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{chAddr}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	now := time.Now()
+	rows := make([]record.Beacon, total)
+	for k := range rows {
+		rows[k] = record.Beacon{EventID: fmt.Sprintf("bare-%d-%d", k, now.UnixNano()), ReceivedAt: now.UnixMilli(),
+			ClientIP: "100.64.9.9", Country: "GB", Region: "eu-west", ASN: 64500, Type: record.TypeHeartbeat,
+			ViewID: fmt.Sprintf("bench-view-%d", k/20), SessionID: fmt.Sprintf("bench-s-%d", k/20), TS: now.UnixMilli(),
+			Service: []string{"vod", "live"}[k%2], CDN: []string{"cdn-a", "cdn-b", "cdn-c"}[k%3], Host: "edge.cdn.example",
+			Player: "hls.js", PlayerVersion: "1.7.0", Device: "desktop", OS: "linux", PlayedMS: 5000,
+			RebufferMS: uint32(k % 3 * 100), BitrateKbps: uint32(3000 + k%7*100), ThroughputKbps: uint32(9000 + k%13*500), TTFBMS: uint32(40 + k%50)}
+	}
+	const columns = "event_id, received_at, received_at_ms, client_ip, country, region, asn, source, type, " +
+		"view_id, session_id, ts, ts_ms, seq, service, cdn, prev_cdn, host, content_id, player, player_version, " +
+		"device, os, startup_ms, rebuffer_ms, rebuffer_count, seek_rebuffer_ms, seek, played_ms, bitrate_kbps, " +
+		"throughput_kbps, ttfb_ms, dropped_frames, error_code, fatal"
+	start := time.Now()
+	for lo := 0; lo < len(rows); lo += 20000 {
+		batch, err := conn.PrepareBatch(b.Context(), "INSERT INTO "+db+".beacons ("+columns+")")
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, r := range rows[lo:min(lo+20000, len(rows))] {
+			t := time.Unix(r.ReceivedAt/1000, 0)
+			if err := batch.Append(r.EventID, t, r.ReceivedAt, r.ClientIP, r.Country, r.Region, r.ASN, uint8(r.Source), uint8(r.Type),
+				r.ViewID, r.SessionID, t, r.TS, r.Seq, r.Service, r.CDN, r.PrevCDN, r.Host, r.ContentID, r.Player, r.PlayerVersion,
+				r.Device, r.OS, r.StartupMS, r.RebufferMS, r.RebufferCount, r.SeekRebufferMS, uint8(0), r.PlayedMS, r.BitrateKbps,
+				r.ThroughputKbps, r.TTFBMS, r.DroppedFrames, r.ErrorCode, uint8(0)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := batch.Send(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	elapsed := time.Since(start)
+	b.Logf("bare insert: %d rows in %v", total, elapsed.Round(time.Millisecond))
+	return float64(total) / elapsed.Seconds()
+}
+
+// rssMiB reads a memory line (VmHWM: peak, VmRSS: current) of a process.
+func rssMiB(pid int, key string) float64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), key); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// writeWrkScript writes a wrk Lua script that posts the bodies in turn,
+// each from another client address (so several regions and partitions).
+func writeWrkScript(b *testing.B, bodies [][]byte) string {
+	b.Helper()
+	var sb strings.Builder
+	sb.WriteString("local bodies = {\n")
+	for _, body := range bodies {
+		sb.WriteString("  " + strconv.Quote(string(body)) + ",\n")
+	}
+	sb.WriteString("}\nlocal addrs = {")
+	for _, a := range clientAddrs {
+		sb.WriteString(strconv.Quote(a) + ", ")
+	}
+	sb.WriteString(`}
+local i = 0
+request = function()
+  i = i + 1
+  local h = {["Content-Type"] = "application/json", ["X-Forwarded-For"] = addrs[(i % #addrs) + 1]}
+  return wrk.format("POST", nil, h, bodies[(i % #bodies) + 1])
+end
+`)
+	path := filepath.Join(b.TempDir(), "post.lua")
+	if err := os.WriteFile(path, []byte(sb.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	return path
+}
+
+func counterValue(b *testing.B, a *app.App, name string) float64 {
+	b.Helper()
+	mfs, err := a.Registry().Gather()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}
