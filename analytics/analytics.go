@@ -240,15 +240,8 @@ func floorDiv(a, b int64) int64 {
 // row never leaves a half-appended batch behind.
 func validateRows(rows []record.Beacon) error {
 	for i := range rows {
-		b := &rows[i]
-		switch {
-		case b.EventID == "":
-			return fmt.Errorf("row %d: event_id: empty", i)
-		case b.ReceivedAt <= 0 || b.ReceivedAt/1000 > math.MaxUint32:
-			// DateTime is unsigned 32-bit seconds on every server generation.
-			return fmt.Errorf("row %d (event %s): received_at: %d ms out of range", i, b.EventID, b.ReceivedAt)
-		case strings.HasPrefix(b.Type.String(), "type("):
-			return fmt.Errorf("row %d (event %s): type: unknown type %d", i, b.EventID, uint8(b.Type))
+		if err := rows[i].Check(); err != nil {
+			return fmt.Errorf("row %d (event %q): %w", i, rows[i].EventID, err)
 		}
 	}
 	return nil

@@ -151,8 +151,7 @@ func (c *ClickHouse) Insert(ctx context.Context, rows []record.Beacon) error {
 	}
 	slices.SortFunc(sorted, func(a, b *record.Beacon) int {
 		return cmp.Or(strings.Compare(a.Service, b.Service), strings.Compare(a.Region, b.Region),
-			strings.Compare(a.CDN, b.CDN), cmp.Compare(a.ReceivedAt/1000, b.ReceivedAt/1000),
-			strings.Compare(a.EventID, b.EventID))
+			strings.Compare(a.CDN, b.CDN), strings.Compare(a.EventID, b.EventID))
 	})
 
 	ctx, cancel := context.WithTimeout(ctx, c.opts.QueryTimeout)

@@ -248,6 +248,36 @@ func contract(t *testing.T, open func(t *testing.T) store, exact bool) {
 		})
 	})
 
+	// Rollups count every insert; exact reads are what dedup promises.
+	t.Run("re-sent report received later", func(t *testing.T) {
+		if !exact {
+			return
+		}
+		s := open(t)
+		// A CMCD event report re-sent by the player after a 5xx: same
+		// derived event id, received minutes later.
+		first := record.Beacon{EventID: "cmcd-fixed-id", ReceivedAt: t0.Add(time.Minute).UnixMilli(), Type: record.TypeHeartbeat,
+			Service: "vod", CDN: "cdn-a", Region: "eu", Country: "GB", ASN: 64500, ViewID: "sid-1", TS: t0.UnixMilli(), Source: record.SourceCMCD}
+		resent := first
+		resent.ReceivedAt = t0.Add(4 * time.Minute).UnixMilli()
+		for _, b := range []record.Beacon{first, resent} {
+			if err := s.Insert(t.Context(), []record.Beacon{b}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		aggs, err := s.Window(t.Context(), window)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n float64
+		for _, a := range aggs {
+			n += a.Values[analytics.MetricBeacons].V
+		}
+		if n != 1 {
+			t.Fatalf("re-sent report counted %v times, want once", n)
+		}
+	})
+
 	t.Run("filters", func(t *testing.T) {
 		s := loaded(t)
 		cases := []struct {

@@ -40,13 +40,15 @@ type Memory struct {
 
 	mu        sync.RWMutex
 	minutes   map[int64]*memMinute // key: minute start, Unix seconds
+	seen      map[string]struct{}  // every event id held, across minutes
 	eventIDs  int                  // sum of len(ids) over minutes
 	watermark int64                // newest minute seen
 }
 
-// memMinute holds one minute of data. Event ids live with the minute they
-// were received in: a redelivered record carries the same ReceivedAt, so
-// the duplicate lands in the same minute and dropping a minute drops its ids.
+// memMinute holds one minute of data. Event ids are listed with the minute
+// they were received in, so dropping a minute forgets its ids; the lookup
+// is global because a re-sent CMCD report (same derived id) arrives later,
+// in another minute.
 type memMinute struct {
 	ids    map[string]struct{}
 	groups map[groupKey]*memGroup
@@ -66,7 +68,7 @@ type memGroup struct {
 func NewMemory(opts MemoryOptions) *Memory {
 	opts.Retention = cmp.Or(opts.Retention, defaultRetention)
 	opts.MaxEventIDs = cmp.Or(opts.MaxEventIDs, defaultMaxEventIDs)
-	return &Memory{opts: opts, minutes: map[int64]*memMinute{}}
+	return &Memory{opts: opts, minutes: map[int64]*memMinute{}, seen: map[string]struct{}{}}
 }
 
 func newSketch() *ddsketch.DDSketch {
@@ -110,9 +112,10 @@ func (m *Memory) Insert(ctx context.Context, rows []record.Beacon) error {
 			mm = &memMinute{ids: map[string]struct{}{}, groups: map[groupKey]*memGroup{}}
 			m.minutes[minute] = mm
 		}
-		if _, dup := mm.ids[b.EventID]; dup {
+		if _, dup := m.seen[b.EventID]; dup {
 			continue
 		}
+		m.seen[b.EventID] = struct{}{}
 		mm.ids[b.EventID] = struct{}{}
 		m.eventIDs++
 		k := keyOf(b)
@@ -166,8 +169,7 @@ func (m *Memory) evict() {
 	cutoff := m.watermark - int64(m.opts.Retention/time.Second)
 	for t, mm := range m.minutes {
 		if t <= cutoff {
-			m.eventIDs -= len(mm.ids)
-			delete(m.minutes, t)
+			m.dropMinute(t, mm)
 		}
 	}
 	if m.eventIDs <= m.opts.MaxEventIDs {
@@ -182,9 +184,16 @@ func (m *Memory) evict() {
 		if m.eventIDs <= m.opts.MaxEventIDs {
 			break
 		}
-		m.eventIDs -= len(m.minutes[t].ids)
-		delete(m.minutes, t)
+		m.dropMinute(t, m.minutes[t])
 	}
+}
+
+func (m *Memory) dropMinute(t int64, mm *memMinute) {
+	for id := range mm.ids {
+		delete(m.seen, id)
+	}
+	m.eventIDs -= len(mm.ids)
+	delete(m.minutes, t)
 }
 
 // memAcc merges groups into one result row.
@@ -329,6 +338,7 @@ func (m *Memory) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.minutes = map[int64]*memMinute{}
+	m.seen = map[string]struct{}{}
 	m.eventIDs = 0
 	return nil
 }

@@ -105,11 +105,11 @@ func New(in Fetcher, dlq DeadLetters, sink Sink, o Options) *Consumer {
 		}),
 		consumed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cdnpilot_consumer_records_total",
-			Help: "Records stored and committed.",
+			Help: "Records committed after being stored or dead-lettered.",
 		}),
 		lag: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "cdnpilot_consumer_lag",
-			Help: "Records behind the end of the assigned partitions, as last seen by the reader.",
+			Help: "Records behind the end of the partition read last, from the reader's stats; updated after each flush.",
 		}),
 	}
 	if o.Registerer != nil {
@@ -176,25 +176,35 @@ func (c *Consumer) Run(ctx context.Context) error {
 		b.reset()
 		return nil
 	}
+	// finish stores and commits what the batch holds, on a fresh deadline
+	// since ctx is already done.
+	finish := func() error {
+		fctx, cancel := context.WithTimeout(context.Background(), c.o.InsertTimeout)
+		defer cancel()
+		if err := flush(fctx); err != nil {
+			return fmt.Errorf("final flush: %w", err)
+		}
+		return nil
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			stopFetch()
-			// Drain what was fetched already; it is ours to store.
+			// What was fetched already is ours to store. A record that can
+			// be neither decoded nor dead-lettered in time ends the drain:
+			// nothing after it may be committed.
+			dctx, cancel := context.WithTimeout(context.Background(), c.o.InsertTimeout)
 			for f := range msgs {
-				if f.err == nil {
-					if err := c.add(context.Background(), b, f.msg); err != nil {
-						break
-					}
+				if f.err != nil {
+					continue
+				}
+				if err := c.add(dctx, b, f.msg); err != nil {
+					c.log.Warn("stopping the drain at an undelivered dead letter", "partition", f.msg.Partition, "offset", f.msg.Offset, "err", err)
+					break
 				}
 			}
-			fctx, cancel := context.WithTimeout(context.Background(), c.o.InsertTimeout)
-			err := flush(fctx)
 			cancel()
-			if err != nil {
-				return fmt.Errorf("final flush: %w", err)
-			}
-			return nil
+			return finish()
 		case f, ok := <-msgs:
 			if !ok {
 				continue
@@ -205,10 +215,13 @@ func (c *Consumer) Run(ctx context.Context) error {
 			}
 			wasEmpty := b.empty()
 			if err := c.add(ctx, b, f.msg); err != nil {
-				if ctx.Err() != nil {
-					continue
+				if ctx.Err() == nil {
+					return err
 				}
-				return err
+				// Shutting down with this record neither stored nor
+				// dead-lettered: commit what came before it, drain nothing.
+				stopFetch()
+				return finish()
 			}
 			if wasEmpty && !b.empty() {
 				timer.Reset(c.o.BatchInterval)

@@ -1,6 +1,8 @@
 -- Raw beacons, one row per accepted beacon. ReplacingMergeTree drops rows
--- with the same sorting key (a Kafka redelivery of the same record) at merge
--- time; exact queries read it with FINAL.
+-- with the same sorting key (a Kafka redelivery, or a re-sent CMCD report
+-- with its derived event id) at merge time; exact queries read it with
+-- FINAL. received_at stays out of the sorting key so that a re-sent report,
+-- received later, still collapses with the first.
 CREATE TABLE IF NOT EXISTS {{.DB}}.beacons
 (
     event_id         String,
@@ -41,7 +43,7 @@ CREATE TABLE IF NOT EXISTS {{.DB}}.beacons
 )
 ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMMDD(received_at)
-ORDER BY (service, region, cdn, received_at, event_id)
+ORDER BY (service, region, cdn, event_id)
 {{- if .Modern}}
 TTL received_at + INTERVAL {{.RawTTLDays}} DAY
 {{- end}};

@@ -39,7 +39,7 @@ CREATE TABLE IF NOT EXISTS `cdnpilot`.beacons
 )
 ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMMDD(received_at)
-ORDER BY (service, region, cdn, received_at, event_id);
+ORDER BY (service, region, cdn, event_id);
 
 -- migration 0002 beacons_1m
 CREATE TABLE IF NOT EXISTS `cdnpilot`.beacons_1m

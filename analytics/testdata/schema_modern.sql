@@ -39,7 +39,7 @@ CREATE TABLE IF NOT EXISTS `cdnpilot`.beacons
 )
 ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMMDD(received_at)
-ORDER BY (service, region, cdn, received_at, event_id)
+ORDER BY (service, region, cdn, event_id)
 TTL received_at + INTERVAL 30 DAY;
 
 -- migration 0002 beacons_1m

@@ -130,6 +130,25 @@ func (b *Beacon) UnmarshalBinary(data []byte) error {
 	if flags&^(flagSeek|flagFatal) != 0 {
 		return fmt.Errorf("%w: field flags: unknown bits %#x", ErrCorrupt, flags)
 	}
+	if err := b.Check(); err != nil {
+		return fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	return nil
+}
+
+// Check reports what no store can take: ingest always sets these, so a
+// record without them did not come from ingest. The consumer dead-letters
+// such records instead of retrying an insert that can never succeed.
+func (b *Beacon) Check() error {
+	switch {
+	case b.EventID == "":
+		return errors.New("field event_id: empty")
+	case b.ReceivedAt <= 0 || b.ReceivedAt/1000 > math.MaxUint32:
+		// DateTime is unsigned 32-bit seconds on every ClickHouse version.
+		return fmt.Errorf("field received_at: %d ms out of range", b.ReceivedAt)
+	case b.Type == TypeUnknown || b.Type >= typeCount:
+		return fmt.Errorf("field type: unknown event type %d", b.Type)
+	}
 	return nil
 }
 

@@ -26,7 +26,7 @@ func sample() Beacon {
 }
 
 func TestRoundTrip(t *testing.T) {
-	for _, b := range []Beacon{sample(), {EventID: "x", Type: TypeViewEnd}, {Type: TypeError, Source: SourceCMCD, TS: -5}} {
+	for _, b := range []Beacon{sample(), {EventID: "x", ReceivedAt: 1, Type: TypeViewEnd}, {EventID: "y", ReceivedAt: 5, Type: TypeError, Source: SourceCMCD, TS: -5}} {
 		enc, err := b.MarshalBinary()
 		if err != nil {
 			t.Fatal(err)
@@ -62,7 +62,9 @@ func TestGoldenEncoding(t *testing.T) {
 }
 
 func TestDecodeErrorsNameField(t *testing.T) {
-	good, _ := (&Beacon{EventID: "e", Type: TypeHeartbeat, ViewID: "view"}).MarshalBinary()
+	good, _ := (&Beacon{EventID: "e", ReceivedAt: 1, Type: TypeHeartbeat, ViewID: "view"}).MarshalBinary()
+	noID, _ := (&Beacon{ReceivedAt: 1, Type: TypeHeartbeat}).MarshalBinary()
+	noTime, _ := (&Beacon{EventID: "e", Type: TypeHeartbeat}).MarshalBinary()
 	tests := []struct {
 		name string
 		in   []byte
@@ -75,6 +77,8 @@ func TestDecodeErrorsNameField(t *testing.T) {
 		{"huge string", []byte{Magic, Version, 0xff, 0xff, 0x7f}, "field event_id: length"},
 		{"truncated tail", good[:len(good)-1], "field error_code"},
 		{"trailing", append(append([]byte{}, good...), 0), "trailing bytes"},
+		{"no event id", noID, "field event_id: empty"},
+		{"no receive time", noTime, "field received_at"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
