@@ -5,13 +5,22 @@
 // sums, quantiles) with the same rules, so a dashboard or the scorer gets the
 // same answer from either, up to quantile approximation.
 //
-// # Delta convention
+// # Beacon semantics the metrics rely on
+//
+// A view ends with exactly one of view_end or an error with Fatal set (a
+// player sends no view_end after a fatal error). view_end repeats the view's
+// StartupMS, 0 when the first frame never showed. A view may fail or be
+// abandoned before its first frame without ever sending view_start, so views
+// are counted from every beacon that marks a play attempt: view_start,
+// view_end, or a fatal error.
 //
 // PlayedMS and RebufferMS on heartbeat and view_end beacons are DELTAS: the
-// play and stall time since the previous beacon of the same view. Summing
-// them over any time range gives the time played and stalled in that range,
-// which is what rebuffer_pct needs. Other beacon types may carry these fields
-// for context but are not summed. StartupMS is read from view_start only.
+// play and stall time since the view's previous heartbeat (or its
+// view_start, for the first one). Summing them over any time range gives the
+// time played and stalled in that range, which is what rebuffer_pct needs.
+// Other beacon types may carry these fields for context but are not summed.
+// Only source beacon (0) rows are summed: CMCD rows carry stall time (bsd)
+// but never play time. Only view_start feeds the startup quantiles.
 package analytics
 
 import (
@@ -32,12 +41,12 @@ type Metric string
 // Metrics. See README.md for their exact definitions.
 const (
 	MetricBeacons       Metric = "beacons"             // rows
-	MetricViews         Metric = "views"               // distinct view_id among view_start
+	MetricViews         Metric = "views"               // distinct view_id among view_start, view_end, fatal error
 	MetricStartupP50    Metric = "startup_p50_ms"      // StartupMS>0 on view_start
 	MetricStartupP90    Metric = "startup_p90_ms"      // StartupMS>0 on view_start
-	MetricRebufferPct   Metric = "rebuffer_pct"        // 100*stall/(play+stall), heartbeat+view_end deltas
-	MetricFailurePct    Metric = "failure_pct"         // 100*distinct views with a Fatal beacon/views
-	MetricEBVSPct       Metric = "ebvs_pct"            // 100*view_end without play, startup or fatal/views
+	MetricRebufferPct   Metric = "rebuffer_pct"        // 100*stall/(play+stall), heartbeat+view_end deltas, source beacon only
+	MetricFailurePct    Metric = "failure_pct"         // 100*distinct views with a fatal error/views
+	MetricEBVSPct       Metric = "ebvs_pct"            // 100*distinct views with a view_end whose StartupMS=0/views
 	MetricThroughputP50 Metric = "throughput_p50_kbps" // ThroughputKbps>0
 	MetricBitrateAvg    Metric = "bitrate_avg_kbps"    // BitrateKbps>0
 	MetricTTFBP50       Metric = "ttfb_p50_ms"         // TTFBMS>0
@@ -274,8 +283,10 @@ func (k groupKey) dim(d Dimension) string {
 }
 
 // parts are what every metric is computed from; both stores fill them.
+// views, fatalViews and ebvsViews are distinct view_id counts; played,
+// rebuffer and rebufferN cover heartbeat and view_end rows of source beacon.
 type parts struct {
-	beacons, views, fatalViews, ebvs uint64
+	beacons, views, fatalViews, ebvsViews uint64
 
 	startupP50, startupP90 float64
 	startupN               uint64
@@ -308,7 +319,7 @@ func (p *parts) value(m Metric) Value {
 	case MetricFailurePct:
 		return Value{V: pct(float64(p.fatalViews), float64(p.views)), N: p.views}
 	case MetricEBVSPct:
-		return Value{V: pct(float64(p.ebvs), float64(p.views)), N: p.views}
+		return Value{V: pct(float64(p.ebvsViews), float64(p.views)), N: p.views}
 	case MetricThroughputP50:
 		return quantileValue(p.throughputP50, p.throughputN)
 	case MetricBitrateAvg:

@@ -197,20 +197,28 @@ func boolU8(b bool) uint8 {
 }
 
 // aggregate is one part of the metric computation: its SQL on the raw table
-// and its -Merge on the rollup column of the same name (see
-// migrations/0002_beacons_1m.sql, which must use the same expressions).
+// and its -Merge on the rollup column of the same name. The materialized view
+// in migrations/0002_beacons_1m.sql must use the same expressions as -State
+// (TestAggregatesMatchRollup checks it), and memGroup.add in memory.go is the
+// Go form of the same conditions. Type numbers: 1 view_start, 2 heartbeat,
+// 6 error, 8 view_end; source 0 is /v1/beacons.
 type aggregate struct{ raw, merge string }
 
 var aggregates = []aggregate{
 	{"count()", "countMerge(beacons)"},
-	{"uniqExactIf(view_id, type = 1)", "uniqExactIfMerge(views)"},
-	{"uniqExactIf(view_id, fatal = 1)", "uniqExactIfMerge(fatal_views)"},
-	{"countIf(type = 8 AND played_ms = 0 AND startup_ms = 0 AND fatal = 0)", "countIfMerge(ebvs)"},
+	// A play attempt: view_start, view_end or a fatal error. A view that
+	// fails before its first frame may never send view_start.
+	{"uniqExactIf(view_id, type IN (1, 8) OR (type = 6 AND fatal = 1))", "uniqExactIfMerge(views)"},
+	{"uniqExactIf(view_id, type = 6 AND fatal = 1)", "uniqExactIfMerge(fatal_views)"},
+	// view_end repeats startup_ms; 0 means the first frame never showed.
+	{"uniqExactIf(view_id, type = 8 AND startup_ms = 0 AND source = 0)", "uniqExactIfMerge(ebvs_views)"},
 	{"quantilesIf(0.5, 0.9)(toFloat64(startup_ms), type = 1 AND startup_ms > 0)", "quantilesIfMerge(0.5, 0.9)(startup_q)"},
 	{"countIf(type = 1 AND startup_ms > 0)", "countIfMerge(startup_n)"},
-	{"sumIf(toUInt64(played_ms), type IN (2, 8))", "sumIfMerge(played)"},
-	{"sumIf(toUInt64(rebuffer_ms), type IN (2, 8))", "sumIfMerge(rebuffer)"},
-	{"countIf(type IN (2, 8))", "countIfMerge(rebuffer_n)"},
+	// Play and stall deltas; CMCD rows (source 1) carry stall time but never
+	// play time, so they would inflate the ratio.
+	{"sumIf(toUInt64(played_ms), type IN (2, 8) AND source = 0)", "sumIfMerge(played)"},
+	{"sumIf(toUInt64(rebuffer_ms), type IN (2, 8) AND source = 0)", "sumIfMerge(rebuffer)"},
+	{"countIf(type IN (2, 8) AND source = 0)", "countIfMerge(rebuffer_n)"},
 	{"quantileIf(0.5)(toFloat64(throughput_kbps), throughput_kbps > 0)", "quantileIfMerge(0.5)(throughput_q)"},
 	{"countIf(throughput_kbps > 0)", "countIfMerge(throughput_n)"},
 	{"sumIf(toUInt64(bitrate_kbps), bitrate_kbps > 0)", "sumIfMerge(bitrate_sum)"},
@@ -300,7 +308,7 @@ func (c *ClickHouse) grouped(ctx context.Context, f Filter, from, to time.Time, 
 		for i := range keys {
 			dest = append(dest, &keys[i])
 		}
-		dest = append(dest, &p.beacons, &p.views, &p.fatalViews, &p.ebvs, &startupQ, &p.startupN,
+		dest = append(dest, &p.beacons, &p.views, &p.fatalViews, &p.ebvsViews, &startupQ, &p.startupN,
 			&p.played, &p.rebuffer, &p.rebufferN, &p.throughputP50, &p.throughputN,
 			&p.bitrateSum, &p.bitrateN, &p.ttfbP50, &p.ttfbN)
 		if err := rows.Scan(dest...); err != nil {

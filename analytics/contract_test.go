@@ -53,17 +53,27 @@ func dataset() []record.Beacon {
 		rows = append(rows, b)
 	}
 	// Group A: 20 views in minutes 0-4.
-	for i := 1; i <= 20; i++ {
-		startup, ttfb := uint32(800), uint32(100)
+	startupA := func(i int) uint32 {
 		switch {
 		case i <= 5:
-			startup, ttfb = 400, 50
+			return 400
 		case i > 15:
-			startup, ttfb = 3000, 400
+			return 3000
 		}
-		add(grpA, time.Duration(i-1)*15*time.Second, record.Beacon{Type: record.TypeViewStart, ViewID: fmt.Sprintf("a%d", i), StartupMS: startup, TTFBMS: ttfb})
+		return 800
 	}
-	// Group A, minutes 6-8: heartbeats and ends of a1..a10.
+	for i := 1; i <= 20; i++ {
+		ttfb := uint32(100)
+		switch {
+		case i <= 5:
+			ttfb = 50
+		case i > 15:
+			ttfb = 400
+		}
+		add(grpA, time.Duration(i-1)*15*time.Second, record.Beacon{Type: record.TypeViewStart, ViewID: fmt.Sprintf("a%d", i), StartupMS: startupA(i), TTFBMS: ttfb})
+	}
+	// Group A, minute 6: heartbeats of a1..a11. Minute 7: view_end of a1..a10,
+	// repeating their startup_ms as the protocol asks.
 	for i := 1; i <= 10; i++ {
 		tput := uint32(5000)
 		switch {
@@ -78,16 +88,35 @@ func dataset() []record.Beacon {
 		}
 		v := fmt.Sprintf("a%d", i)
 		add(grpA, 6*time.Minute+time.Duration(i)*time.Second, record.Beacon{Type: record.TypeHeartbeat, ViewID: v, PlayedMS: 9000, RebufferMS: 1000, RebufferCount: 1, ThroughputKbps: tput, BitrateKbps: bitrate})
-		add(grpA, 7*time.Minute+time.Duration(i)*time.Second, record.Beacon{Type: record.TypeViewEnd, ViewID: v, PlayedMS: 1000})
+		add(grpA, 7*time.Minute+time.Duration(i)*time.Second, record.Beacon{Type: record.TypeViewEnd, ViewID: v, PlayedMS: 1000, StartupMS: startupA(i)})
 	}
-	// Exits before video start, a fatal error twice on one view, a non-fatal
-	// error, and a fatal view_end (a failure, not an exit before start).
-	add(grpA, 8*time.Minute, record.Beacon{Type: record.TypeViewEnd, ViewID: "a11"})
-	add(grpA, 8*time.Minute+time.Second, record.Beacon{Type: record.TypeViewEnd, ViewID: "a12"})
-	add(grpA, 8*time.Minute+2*time.Second, record.Beacon{Type: record.TypeError, ViewID: "a13", ErrorCode: "manifest", Fatal: true})
-	add(grpA, 8*time.Minute+3*time.Second, record.Beacon{Type: record.TypeError, ViewID: "a13", ErrorCode: "manifest", Fatal: true})
-	add(grpA, 8*time.Minute+4*time.Second, record.Beacon{Type: record.TypeError, ViewID: "a14", ErrorCode: "segment"})
-	add(grpA, 8*time.Minute+5*time.Second, record.Beacon{Type: record.TypeViewEnd, ViewID: "a15", Fatal: true})
+	// a11 played, then ended right after a heartbeat: its view_end has
+	// played_ms = 0 (a delta) but repeats startup_ms, so it is not an exit
+	// before video start.
+	add(grpA, 6*time.Minute+11*time.Second, record.Beacon{Type: record.TypeHeartbeat, ViewID: "a11", PlayedMS: 10000})
+	add(grpA, 8*time.Minute, record.Beacon{Type: record.TypeViewEnd, ViewID: "a11", StartupMS: startupA(11)})
+	// CMCD rows carry stall time (bsd) but never play time: they must stay
+	// out of rebuffer_pct (which would be 18000/128000 with them).
+	add(grpA, 6*time.Minute+30*time.Second, record.Beacon{Type: record.TypeHeartbeat, ViewID: "cmcd-1", Source: record.SourceCMCD, RebufferMS: 4000})
+	add(grpA, 6*time.Minute+31*time.Second, record.Beacon{Type: record.TypeHeartbeat, ViewID: "cmcd-1", Source: record.SourceCMCD, RebufferMS: 4000})
+	// a12: a non-fatal error. a13: a fatal error after the first frame, which
+	// ends the view (no view_end): a failure, not an exit before start.
+	add(grpA, 8*time.Minute+time.Second, record.Beacon{Type: record.TypeError, ViewID: "a12", ErrorCode: "segment"})
+	add(grpA, 8*time.Minute+2*time.Second, record.Beacon{Type: record.TypeError, ViewID: "a13", ErrorCode: "decode", Fatal: true})
+	// Views that never showed a frame and never sent view_start: a21 fails
+	// (its fatal error reported twice), a22 is abandoned (view_end with
+	// startup_ms = 0), a24 is abandoned and its view_end re-sent with a new
+	// event id (one view, one exit). a23 sent view_start without startup_ms
+	// before its first frame, then was abandoned. a25's only beacon is a
+	// non-fatal error, which does not mark a play attempt.
+	add(grpA, 8*time.Minute+3*time.Second, record.Beacon{Type: record.TypeError, ViewID: "a21", ErrorCode: "manifest", Fatal: true})
+	add(grpA, 8*time.Minute+4*time.Second, record.Beacon{Type: record.TypeError, ViewID: "a21", ErrorCode: "manifest", Fatal: true})
+	add(grpA, 8*time.Minute+5*time.Second, record.Beacon{Type: record.TypeViewEnd, ViewID: "a22"})
+	add(grpA, 8*time.Minute+6*time.Second, record.Beacon{Type: record.TypeViewStart, ViewID: "a23"})
+	add(grpA, 8*time.Minute+7*time.Second, record.Beacon{Type: record.TypeViewEnd, ViewID: "a23"})
+	add(grpA, 8*time.Minute+8*time.Second, record.Beacon{Type: record.TypeViewEnd, ViewID: "a24"})
+	add(grpA, 8*time.Minute+9*time.Second, record.Beacon{Type: record.TypeViewEnd, ViewID: "a24"})
+	add(grpA, 8*time.Minute+10*time.Second, record.Beacon{Type: record.TypeError, ViewID: "a25", ErrorCode: "subtitles"})
 
 	// Group B: 10 views with 1000 ms startup in minutes 0-1, 5 clean heartbeats in minute 6.
 	for i := 1; i <= 10; i++ {
@@ -97,9 +126,14 @@ func dataset() []record.Beacon {
 		add(grpB, 6*time.Minute+time.Duration(i)*time.Second, record.Beacon{Type: record.TypeHeartbeat, ViewID: fmt.Sprintf("b%d", i), PlayedMS: 10000})
 	}
 	// Group C: 4 views with 2000 ms startup in minute 2, one heartbeat with
-	// nothing played or stalled in minute 7 (0/0 must give 0, not NaN).
+	// nothing played or stalled in minute 7 (0/0 must give 0, not NaN), and
+	// 5 views that fail before their first frame in minute 3: more failed
+	// views than view_starts, yet failure_pct stays a fraction of views.
 	for i := 1; i <= 4; i++ {
 		add(grpC, 2*time.Minute+time.Duration(i)*time.Second, record.Beacon{Type: record.TypeViewStart, ViewID: fmt.Sprintf("c%d", i), StartupMS: 2000})
+	}
+	for i := 5; i <= 9; i++ {
+		add(grpC, 3*time.Minute+time.Duration(i)*time.Second, record.Beacon{Type: record.TypeError, ViewID: fmt.Sprintf("c%d", i), ErrorCode: "403", Fatal: true})
 	}
 	add(grpC, 7*time.Minute+30*time.Second, record.Beacon{Type: record.TypeHeartbeat, ViewID: "c1"})
 	return rows
@@ -108,14 +142,15 @@ func dataset() []record.Beacon {
 type want map[analytics.Metric]analytics.Value
 
 var (
+	// Group A: views a1..a24 (a25 only sent a non-fatal error).
 	wantA = want{
-		analytics.MetricBeacons:       {V: 46, N: 46},
-		analytics.MetricViews:         {V: 20, N: 20},
-		analytics.MetricStartupP50:    {V: 800, N: 20},
+		analytics.MetricBeacons:       {V: 54, N: 54},
+		analytics.MetricViews:         {V: 24, N: 24},
+		analytics.MetricStartupP50:    {V: 800, N: 20}, // view_start only; view_end repeats are not samples
 		analytics.MetricStartupP90:    {V: 3000, N: 20},
-		analytics.MetricRebufferPct:   {V: 100 * 10000.0 / 110000.0, N: 23}, // 10 heartbeats + 13 view_ends
-		analytics.MetricFailurePct:    {V: 10, N: 20},                       // a13, a15
-		analytics.MetricEBVSPct:       {V: 10, N: 20},                       // a11, a12
+		analytics.MetricRebufferPct:   {V: 100 * 10000.0 / 120000.0, N: 26}, // 11 heartbeats + 15 view_ends, no CMCD
+		analytics.MetricFailurePct:    {V: 100 * 2.0 / 24, N: 24},           // a13, a21
+		analytics.MetricEBVSPct:       {V: 100 * 3.0 / 24, N: 24},           // a22, a23, a24
 		analytics.MetricThroughputP50: {V: 5000, N: 10},
 		analytics.MetricBitrateAvg:    {V: 2000, N: 10},
 		analytics.MetricTTFBP50:       {V: 100, N: 20},
@@ -126,15 +161,18 @@ var (
 		analytics.MetricStartupP50:  {V: 1000, N: 10},
 		analytics.MetricRebufferPct: {V: 0, N: 5},
 		analytics.MetricFailurePct:  {V: 0, N: 10},
+		analytics.MetricEBVSPct:     {V: 0, N: 10},
 		analytics.MetricTTFBP50:     {V: 0, N: 0},
 		analytics.MetricBitrateAvg:  {V: 0, N: 0},
 	}
+	// Group C: counting view_starts only would give 5 failures of 4 views.
 	wantC = want{
-		analytics.MetricBeacons:     {V: 5, N: 5},
-		analytics.MetricViews:       {V: 4, N: 4},
+		analytics.MetricBeacons:     {V: 10, N: 10},
+		analytics.MetricViews:       {V: 9, N: 9},
 		analytics.MetricStartupP90:  {V: 2000, N: 4},
 		analytics.MetricRebufferPct: {V: 0, N: 1},
-		analytics.MetricEBVSPct:     {V: 0, N: 4},
+		analytics.MetricFailurePct:  {V: 100 * 5.0 / 9, N: 9},
+		analytics.MetricEBVSPct:     {V: 0, N: 9},
 	}
 )
 
@@ -170,6 +208,9 @@ func checkValues(t *testing.T, label string, got map[analytics.Metric]analytics.
 	for m, gv := range got {
 		if math.IsNaN(gv.V) || math.IsInf(gv.V, 0) {
 			t.Errorf("%s: %s = %v escaped", label, m, gv.V)
+		}
+		if strings.HasSuffix(string(m), "_pct") && (gv.V < 0 || gv.V > 100) {
+			t.Errorf("%s: %s = %v, not a percentage", label, m, gv.V)
 		}
 	}
 }
@@ -243,8 +284,10 @@ func contract(t *testing.T, open func(t *testing.T) store, exact bool) {
 		}
 		// Rollups: distinct counts stay exact, row counts double.
 		checkValues(t, "rollup after duplicate insert", aggs[0].Values, want{
-			analytics.MetricViews:   wantA[analytics.MetricViews],
-			analytics.MetricBeacons: {V: 92, N: 92},
+			analytics.MetricViews:      wantA[analytics.MetricViews],
+			analytics.MetricFailurePct: wantA[analytics.MetricFailurePct],
+			analytics.MetricEBVSPct:    wantA[analytics.MetricEBVSPct],
+			analytics.MetricBeacons:    {V: 108, N: 108},
 		})
 	})
 
@@ -325,17 +368,25 @@ func contract(t *testing.T, open func(t *testing.T) store, exact bool) {
 			want map[string][]pt
 		}{
 			{"beacons 5m", analytics.SeriesQuery{Metric: analytics.MetricBeacons, Step: 5 * time.Minute},
-				map[string][]pt{"": {{0, 34, 34}, {5 * time.Minute, 32, 32}}}},
+				map[string][]pt{"": {{0, 39, 39}, {5 * time.Minute, 40, 40}}}},
 			{"startup by cdn", analytics.SeriesQuery{Metric: analytics.MetricStartupP50, Step: 5 * time.Minute, GroupBy: analytics.DimCDN},
 				map[string][]pt{"cdn-a": {{0, 800, 24}}, "cdn-b": {{0, 1000, 10}}}},
 			{"beacons 1m cdn-b", analytics.SeriesQuery{Filter: analytics.Filter{CDN: "cdn-b"}, Metric: analytics.MetricBeacons, Step: time.Minute},
 				map[string][]pt{"": {{0, 5, 5}, {time.Minute, 5, 5}, {6 * time.Minute, 5, 5}}}},
 			{"views by asn", analytics.SeriesQuery{Metric: analytics.MetricViews, Step: 10 * time.Minute, GroupBy: analytics.DimASN},
-				map[string][]pt{"3320": {{0, 20, 20}}, "7922": {{0, 14, 14}}}},
+				map[string][]pt{"3320": {{0, 24, 24}}, "7922": {{0, 19, 19}}}},
 			{"unaligned range keeps whole buckets", analytics.SeriesQuery{Metric: analytics.MetricBeacons, Step: 5 * time.Minute, From: t0.Add(6*time.Minute + 30*time.Second), To: t0.Add(7*time.Minute + time.Second)},
-				map[string][]pt{"": {{5 * time.Minute, 26, 26}}}}, // minutes 6 and 7
+				map[string][]pt{"": {{5 * time.Minute, 29, 29}}}}, // minutes 6 and 7
 			{"rebuffer 1h", analytics.SeriesQuery{Metric: analytics.MetricRebufferPct, Step: time.Hour, Filter: analytics.Filter{Region: "eu"}},
-				map[string][]pt{"": {{0, 100 * 10000.0 / 110000.0, 23}}}},
+				map[string][]pt{"": {{0, 100 * 10000.0 / 120000.0, 26}}}},
+			// c5..c9 fail in minute 3 without a view_start; minutes 5-9 have
+			// no play attempt in live, so that bucket is left out.
+			{"failure live 5m", analytics.SeriesQuery{Metric: analytics.MetricFailurePct, Step: 5 * time.Minute, Filter: analytics.Filter{Service: "live"}},
+				map[string][]pt{"": {{0, 100 * 5.0 / 9, 9}}}},
+			// Minute 7: a1..a10 end after playing. Minute 8: a11 (played),
+			// a13 and a21 (fatal), a22, a23 and a24 (never started).
+			{"ebvs eu 1m", analytics.SeriesQuery{Metric: analytics.MetricEBVSPct, Step: time.Minute, Filter: analytics.Filter{Region: "eu"}, From: t0.Add(7 * time.Minute), To: t0.Add(9 * time.Minute)},
+				map[string][]pt{"": {{7 * time.Minute, 0, 10}, {8 * time.Minute, 100 * 3.0 / 6, 6}}}},
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
@@ -372,10 +423,12 @@ func contract(t *testing.T, open func(t *testing.T) store, exact bool) {
 			q    analytics.TopQuery
 			want []string
 		}{
-			{"views by cdn", analytics.TopQuery{Metric: analytics.MetricViews, By: analytics.DimCDN, N: 5}, []string{"cdn-a 24", "cdn-b 10"}},
+			{"views by cdn", analytics.TopQuery{Metric: analytics.MetricViews, By: analytics.DimCDN, N: 5}, []string{"cdn-a 33", "cdn-b 10"}},
 			{"views by cdn ascending n=1", analytics.TopQuery{Metric: analytics.MetricViews, By: analytics.DimCDN, N: 1, Ascending: true}, []string{"cdn-b 10"}},
-			{"rebuffer by region", analytics.TopQuery{Metric: analytics.MetricRebufferPct, By: analytics.DimRegion, N: 5}, []string{"eu 9.09", "us 0"}},
-			{"beacons by service filtered", analytics.TopQuery{Filter: analytics.Filter{Region: "us"}, Metric: analytics.MetricBeacons, By: analytics.DimService, N: 5}, []string{"vod 15", "live 5"}},
+			{"rebuffer by region", analytics.TopQuery{Metric: analytics.MetricRebufferPct, By: analytics.DimRegion, N: 5}, []string{"eu 8.33", "us 0"}},
+			{"failure by region", analytics.TopQuery{Metric: analytics.MetricFailurePct, By: analytics.DimRegion, N: 5}, []string{"us 26.32", "eu 8.33"}},
+			{"ebvs by cdn", analytics.TopQuery{Metric: analytics.MetricEBVSPct, By: analytics.DimCDN, N: 5}, []string{"cdn-a 9.09", "cdn-b 0"}},
+			{"beacons by service filtered", analytics.TopQuery{Filter: analytics.Filter{Region: "us"}, Metric: analytics.MetricBeacons, By: analytics.DimService, N: 5}, []string{"vod 15", "live 10"}},
 			{"no samples are left out", analytics.TopQuery{Metric: analytics.MetricTTFBP50, By: analytics.DimCDN, N: 5}, []string{"cdn-a 100"}},
 		}
 		for _, tc := range cases {

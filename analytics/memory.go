@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -57,11 +58,11 @@ type memMinute struct {
 // memGroup is one rollup cell. Views are kept as sets, not counts, so that
 // distinct views stay exact when minutes are merged.
 type memGroup struct {
-	beacons, ebvs               uint64
-	views, fatalViews           map[string]struct{}
-	startup, throughput, ttfb   *ddsketch.DDSketch
-	played, rebuffer, rebufferN uint64
-	bitrateSum, bitrateN        uint64
+	beacons                      uint64
+	views, fatalViews, ebvsViews map[string]struct{}
+	startup, throughput, ttfb    *ddsketch.DDSketch
+	played, rebuffer, rebufferN  uint64
+	bitrateSum, bitrateN         uint64
 }
 
 // NewMemory returns an empty in-memory store.
@@ -82,7 +83,7 @@ func newSketch() *ddsketch.DDSketch {
 
 func newMemGroup() *memGroup {
 	return &memGroup{
-		views: map[string]struct{}{}, fatalViews: map[string]struct{}{},
+		views: map[string]struct{}{}, fatalViews: map[string]struct{}{}, ebvsViews: map[string]struct{}{},
 		startup: newSketch(), throughput: newSketch(), ttfb: newSketch(),
 	}
 }
@@ -134,19 +135,25 @@ func (m *Memory) Insert(ctx context.Context, rows []record.Beacon) error {
 func (g *memGroup) add(b *record.Beacon) {
 	g.beacons++
 	isEnd := b.Type == record.TypeViewEnd
-	if b.Type == record.TypeViewStart {
+	isFatal := b.Type == record.TypeError && b.Fatal
+	// A play attempt; a view that fails before its first frame may never
+	// send view_start.
+	if b.Type == record.TypeViewStart || isEnd || isFatal {
 		g.views[b.ViewID] = struct{}{}
-		if b.StartupMS > 0 {
-			_ = g.startup.Add(float64(b.StartupMS))
-		}
 	}
-	if b.Fatal {
+	if b.Type == record.TypeViewStart && b.StartupMS > 0 {
+		_ = g.startup.Add(float64(b.StartupMS))
+	}
+	if isFatal {
 		g.fatalViews[b.ViewID] = struct{}{}
 	}
-	if isEnd && b.PlayedMS == 0 && b.StartupMS == 0 && !b.Fatal {
-		g.ebvs++
+	// view_end repeats startup_ms; 0 means the first frame never showed.
+	// CMCD sends msd once, not on its end event, so only SDK beacons tell.
+	if isEnd && b.StartupMS == 0 && b.Source == record.SourceBeacon {
+		g.ebvsViews[b.ViewID] = struct{}{}
 	}
-	if b.Type == record.TypeHeartbeat || isEnd {
+	// CMCD rows carry stall time but never play time.
+	if (b.Type == record.TypeHeartbeat || isEnd) && b.Source == record.SourceBeacon {
 		g.played += uint64(b.PlayedMS)
 		g.rebuffer += uint64(b.RebufferMS)
 		g.rebufferN++
@@ -205,13 +212,9 @@ type memAcc struct {
 
 func (a *memAcc) merge(g *memGroup) {
 	a.g.beacons += g.beacons
-	a.g.ebvs += g.ebvs
-	for v := range g.views {
-		a.g.views[v] = struct{}{}
-	}
-	for v := range g.fatalViews {
-		a.g.fatalViews[v] = struct{}{}
-	}
+	maps.Copy(a.g.views, g.views)
+	maps.Copy(a.g.fatalViews, g.fatalViews)
+	maps.Copy(a.g.ebvsViews, g.ebvsViews)
 	_ = a.g.startup.MergeWith(g.startup)
 	_ = a.g.throughput.MergeWith(g.throughput)
 	_ = a.g.ttfb.MergeWith(g.ttfb)
@@ -236,7 +239,7 @@ func quantile(s *ddsketch.DDSketch, q float64) float64 {
 func (a *memAcc) row() groupedRow {
 	g := a.g
 	return groupedRow{bucket: a.bucket, key: a.key, parts: parts{
-		beacons: g.beacons, views: uint64(len(g.views)), fatalViews: uint64(len(g.fatalViews)), ebvs: g.ebvs,
+		beacons: g.beacons, views: uint64(len(g.views)), fatalViews: uint64(len(g.fatalViews)), ebvsViews: uint64(len(g.ebvsViews)),
 		startupP50: quantile(g.startup, 0.5), startupP90: quantile(g.startup, 0.9), startupN: uint64(g.startup.GetCount()),
 		played: g.played, rebuffer: g.rebuffer, rebufferN: g.rebufferN,
 		throughputP50: quantile(g.throughput, 0.5), throughputN: uint64(g.throughput.GetCount()),

@@ -102,19 +102,35 @@ func (l *limiter) allow(a netip.Addr, now time.Time) (bool, time.Duration) {
 }
 
 // sweep drops idle clients so the map cannot grow without bound under a
-// spray of source addresses. It runs at most every 1024 new clients.
+// spray of source addresses. It runs every 1024 new clients, and at the cap.
+// At the cap it forgets clients idle for a second, then, if a spray keeps
+// the map full, an arbitrary quarter (map order): a client that is
+// forgotten gets a fresh bucket, which only ever lets a few requests more
+// through, while the well-behaved majority keeps its state.
 func (l *limiter) sweep(now time.Time) {
 	l.ops++
-	if l.ops%1024 != 0 && len(l.m) < limiterMaxClients {
+	full := len(l.m) >= limiterMaxClients
+	if l.ops%1024 != 0 && !full {
 		return
 	}
 	idle := time.Minute
-	if len(l.m) >= limiterMaxClients {
-		idle = 0
+	if full {
+		idle = time.Second
 	}
 	for k, b := range l.m {
 		if now.Sub(b.seen) >= idle {
 			delete(l.m, k)
 		}
+	}
+	if len(l.m) < limiterMaxClients {
+		return
+	}
+	drop := len(l.m) / 4
+	for k := range l.m {
+		if drop == 0 {
+			break
+		}
+		delete(l.m, k)
+		drop--
 	}
 }

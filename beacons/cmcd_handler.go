@@ -147,10 +147,21 @@ func validateCMCD(b *record.Beacon, now time.Time, skew time.Duration) *fieldErr
 		err.field = "h"
 		return err
 	}
-	for _, f := range []struct{ name, v string }{{"cid", b.ContentID}, {"ec", b.ErrorCode}} {
-		if err := checkText(f.name, f.v, 256); err != nil {
+	for _, f := range []struct {
+		name, v string
+		max     int
+	}{{"cid", b.ContentID, 128}, {"ec", b.ErrorCode, 64}} {
+		if err := checkText(f.name, f.v, f.max); err != nil {
 			return err
 		}
+	}
+	if err := checkRecordLimits(b); err != nil {
+		// Name the CMCD key the value came from, and the beacon field.
+		if key, ok := cmcdKeyOf[err.field]; ok {
+			err.reason = key + " → " + err.field + ": " + err.reason
+			err.field = key
+		}
+		return err
 	}
 	return nil
 }
@@ -190,6 +201,13 @@ func reportLines(body []byte, lineErrs []cmcd.LineError, n int) []int {
 		return nil
 	}
 	return out
+}
+
+// cmcdKeyOf names the CMCD key each limited beacon field is mapped from
+// (see docs/CMCD.md).
+var cmcdKeyOf = map[string]string{
+	"startup_ms": "msd", "rebuffer_ms": "bsd", "bitrate_kbps": "br", "throughput_kbps": "mtp",
+	"ttfb_ms": "ttfb", "dropped_frames": "dfa",
 }
 
 func keyOf(err error) string {

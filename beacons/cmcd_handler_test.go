@@ -245,6 +245,8 @@ func TestCMCDRejects(t *testing.T) {
 			map[string]string{"Content-Type": "application/cmcd"}, `e=t,sid="s1",sn=1,ts=1731500000000,v=2`, http.StatusUnprocessableEntity, "ts", "server clock"},
 		{"host not a host", http.MethodPost, "/v1/cmcd?service=vod&cdn=a",
 			map[string]string{"Content-Type": "application/cmcd"}, `e=t,h="a b",sid="s1",sn=1,ts=1764269150000,v=2`, http.StatusUnprocessableEntity, "h", "host"},
+		{"startup over the limit", http.MethodPost, "/v1/cmcd?service=vod&cdn=a",
+			map[string]string{"Content-Type": "application/cmcd"}, `e=ps,msd=900000,sid="s1",sn=1,sta=p,ts=1764269150000,v=2`, http.StatusUnprocessableEntity, "msd", "over the limit"},
 		{"only bad lines", http.MethodPost, "/v1/cmcd?service=vod&cdn=a",
 			map[string]string{"Content-Type": "application/cmcd"}, "e=zz,sid=\"s\"\n", http.StatusUnprocessableEntity, "e", "unknown event"},
 		{"bad query dictionary", http.MethodGet, "/v1/cmcd?service=vod&cdn=a&CMCD=br%3D%22x%22", nil, "", http.StatusBadRequest, "", "CMCD"},

@@ -433,6 +433,25 @@ func (in *Input) Validate(now time.Time, skew time.Duration) (record.Beacon, *fi
 	return b, nil
 }
 
+// checkRecordLimits applies the per-field limits to an already converted
+// record, for paths (CMCD) whose numbers did not come through Input.
+func checkRecordLimits(b *record.Beacon) *fieldErr {
+	for _, f := range []struct {
+		name string
+		v    uint32
+		max  int64
+	}{{"startup_ms", b.StartupMS, limits.startup}, {"rebuffer_ms", b.RebufferMS, limits.rebuffer},
+		{"rebuffer_count", b.RebufferCount, limits.count}, {"seek_rebuffer_ms", b.SeekRebufferMS, limits.rebuffer},
+		{"played_ms", b.PlayedMS, limits.played}, {"bitrate_kbps", b.BitrateKbps, limits.bitrate},
+		{"throughput_kbps", b.ThroughputKbps, limits.throughput}, {"ttfb_ms", b.TTFBMS, limits.ttfb},
+		{"dropped_frames", b.DroppedFrames, limits.frames}} {
+		if int64(f.v) > f.max {
+			return &fieldErr{f.name, fmt.Sprintf("%d is over the limit %d", f.v, f.max)}
+		}
+	}
+	return nil
+}
+
 // checkID accepts opaque ids players generate (UUIDs, hex, base64url).
 func checkID(field, v string, required bool) *fieldErr {
 	if v == "" {

@@ -240,6 +240,8 @@ func checkAccepted(t *testing.T, b record.Beacon) {
 			t.Fatalf("accepted text %q with control or invalid bytes", s)
 		}
 	}
+	// Ingest sets these before publishing; the record demands them.
+	b.EventID, b.ReceivedAt = "e", testNow.UnixMilli()
 	enc, err := b.MarshalBinary()
 	if err != nil {
 		t.Fatal(err)

@@ -228,7 +228,7 @@ func (h *Handler) publishAndAnswer(w http.ResponseWriter, r *http.Request, batch
 			}
 			for _, i := range pe.Failed {
 				failed[i] = true
-				res.Rejected = append(res.Rejected, FieldError{Index: index[i], Field: "(item)", Reason: "broker unavailable, not stored: retry"})
+				res.Rejected = append(res.Rejected, FieldError{Index: index[i], Field: "(item)", Reason: "the broker did not acknowledge it (it may or may not be stored): retry"})
 			}
 			h.rejected.WithLabelValues(reasonBroker).Add(float64(len(pe.Failed)))
 			h.log.Warn("publish failed", "failed", len(pe.Failed), "of", len(batch), "err", err)

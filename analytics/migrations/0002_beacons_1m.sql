@@ -1,7 +1,9 @@
 -- Per-minute rollups. The materialized view sees each inserted block once, so
 -- a redelivered beacon is counted again here (at-least-once); queries that
--- must be exact read the raw table instead. The -State expressions must stay
--- the same as the raw-table expressions in clickhouse.go.
+-- must be exact read the raw table instead; the distinct-view columns stay
+-- exact either way. The -State expressions must stay the same as the
+-- raw-table expressions in clickhouse.go (TestAggregatesMatchRollup).
+-- Types: 1 view_start, 2 heartbeat, 6 error, 8 view_end; source 0 = beacon.
 CREATE TABLE IF NOT EXISTS {{.DB}}.beacons_1m
 (
     minute        DateTime,
@@ -13,7 +15,7 @@ CREATE TABLE IF NOT EXISTS {{.DB}}.beacons_1m
     beacons       AggregateFunction(count),
     views         AggregateFunction(uniqExactIf, String, UInt8),
     fatal_views   AggregateFunction(uniqExactIf, String, UInt8),
-    ebvs          AggregateFunction(countIf, UInt8),
+    ebvs_views    AggregateFunction(uniqExactIf, String, UInt8),
     startup_q     AggregateFunction(quantilesIf(0.5, 0.9), Float64, UInt8),
     startup_n     AggregateFunction(countIf, UInt8),
     played        AggregateFunction(sumIf, UInt64, UInt8),
@@ -42,14 +44,14 @@ SELECT
     country,
     asn,
     countState() AS beacons,
-    uniqExactIfState(view_id, type = 1) AS views,
-    uniqExactIfState(view_id, fatal = 1) AS fatal_views,
-    countIfState(type = 8 AND played_ms = 0 AND startup_ms = 0 AND fatal = 0) AS ebvs,
+    uniqExactIfState(view_id, type IN (1, 8) OR (type = 6 AND fatal = 1)) AS views,
+    uniqExactIfState(view_id, type = 6 AND fatal = 1) AS fatal_views,
+    uniqExactIfState(view_id, type = 8 AND startup_ms = 0 AND source = 0) AS ebvs_views,
     quantilesIfState(0.5, 0.9)(toFloat64(startup_ms), type = 1 AND startup_ms > 0) AS startup_q,
     countIfState(type = 1 AND startup_ms > 0) AS startup_n,
-    sumIfState(toUInt64(played_ms), type IN (2, 8)) AS played,
-    sumIfState(toUInt64(rebuffer_ms), type IN (2, 8)) AS rebuffer,
-    countIfState(type IN (2, 8)) AS rebuffer_n,
+    sumIfState(toUInt64(played_ms), type IN (2, 8) AND source = 0) AS played,
+    sumIfState(toUInt64(rebuffer_ms), type IN (2, 8) AND source = 0) AS rebuffer,
+    countIfState(type IN (2, 8) AND source = 0) AS rebuffer_n,
     quantileIfState(0.5)(toFloat64(throughput_kbps), throughput_kbps > 0) AS throughput_q,
     countIfState(throughput_kbps > 0) AS throughput_n,
     sumIfState(toUInt64(bitrate_kbps), bitrate_kbps > 0) AS bitrate_sum,

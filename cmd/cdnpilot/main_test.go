@@ -139,6 +139,9 @@ func TestCommands(t *testing.T) {
 		{args: []string{"demo", "--bogus"}, wantErr: "flag provided but not defined: -bogus"},
 		{args: []string{"demo", "extra"}, wantErr: `unexpected argument "extra"`},
 		{args: []string{"migrate"}, wantErr: "no ClickHouse address"},
+		{args: []string{"ingest"}, wantErr: "ingest: no Kafka brokers"},
+		{args: []string{"consume", "--kafka", "127.0.0.1:1"}, wantErr: "consume: no ClickHouse address"},
+		{args: []string{"check-config", "--config", "x", "y"}, wantErr: "unexpected argument"},
 		{args: []string{"ingest", "--kafka", "no-port"}, wantErr: `kafka.brokers[0]: "no-port" is not host:port`},
 	}
 	for _, tt := range tests {

@@ -24,6 +24,14 @@ func runRole(ctx context.Context, name string, roles app.Roles, args []string, s
 	if err != nil {
 		return err
 	}
+	if cfg.Kafka.Embedded() {
+		// A private in-process broker per role would hold data no other
+		// process can read, lost at exit: only `demo` gets one.
+		return fmt.Errorf("%s: no Kafka brokers: set --kafka, CDNPILOT_KAFKA_BROKERS or kafka.brokers (the in-process broker is for `cdnpilot demo` only)", name)
+	}
+	if roles.Consume && cfg.ClickHouse.Addr == "" {
+		return fmt.Errorf("%s: no ClickHouse address: set --clickhouse, CDNPILOT_CLICKHOUSE_ADDR or clickhouse.addr (the in-memory store is for `cdnpilot demo` only)", name)
+	}
 	log := newLogger(stderr, cfg.LogLevel, cf.logJSON).With("role", name)
 	a, err := app.New(ctx, cfg, roles, log)
 	if err != nil {
@@ -61,6 +69,7 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		Addr: cfg.ClickHouse.Addr, Database: cfg.ClickHouse.Database,
 		Username: cfg.ClickHouse.Username, Password: cfg.ClickHouse.Password,
 		DialTimeout: cfg.ClickHouse.DialTimeout.D(), QueryTimeout: cfg.ClickHouse.QueryTimeout.D(),
+		ExactRange: cfg.ClickHouse.ExactRange.D(),
 	}, log)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)

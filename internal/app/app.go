@@ -102,7 +102,8 @@ func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) 
 				Addr: cfg.ClickHouse.Addr, Database: cfg.ClickHouse.Database,
 				Username: cfg.ClickHouse.Username, Password: cfg.ClickHouse.Password,
 				DialTimeout: cfg.ClickHouse.DialTimeout.D(), QueryTimeout: cfg.ClickHouse.QueryTimeout.D(),
-			}, log.With("component", "clickhouse"))
+				ExactRange: cfg.ClickHouse.ExactRange.D(),
+			}, log)
 			if err != nil {
 				return nil, fmt.Errorf("open clickhouse: %w", err)
 			}
@@ -117,6 +118,7 @@ func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) 
 		if a.dlq, err = kafkaio.NewWriter(kafkaio.WriterOptions{
 			Brokers: a.brokers, Topic: cfg.Kafka.DeadLetterTopic, ClientID: cfg.Kafka.ClientID,
 			Compression: cfg.Kafka.Compression, BatchTimeout: time.Millisecond,
+			Logger: log.With("component", "kafka-dead-letters"),
 		}); err != nil {
 			return nil, err
 		}
@@ -136,7 +138,7 @@ func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) 
 		}); err != nil {
 			return nil, err
 		}
-		loc, err := buildGeo(cfg.Geo)
+		loc, _, err := buildGeo(cfg.Geo)
 		if err != nil {
 			return nil, err
 		}
@@ -174,9 +176,15 @@ func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) 
 	}
 
 	if roles.Fleet {
+		// The players live where the coverage file says clients are, so
+		// every one of them resolves to a region the operator configured.
+		_, cov, err := buildGeo(cfg.Geo)
+		if err != nil {
+			return nil, err
+		}
 		a.fleet = fleet.New(fleet.Options{
 			Target: "http://" + a.httpLn.Addr().String(), Viewers: cfg.Demo.Viewers, Seed: cfg.Demo.Seed,
-			Coverage: geo.Demo(), Logger: log,
+			Coverage: cov, Logger: log,
 		})
 	}
 	return a, nil
@@ -322,28 +330,27 @@ func (a *App) closeAll() {
 	}
 }
 
-func buildGeo(g config.Geo) (beacons.Locator, error) {
-	var chain geo.Chain
+// buildGeo returns the lookup chain (coverage file first, then MaxMind
+// databases) and the coverage file on its own.
+func buildGeo(g config.Geo) (beacons.Locator, *geo.Coverage, error) {
+	cov := geo.Demo()
 	if g.Coverage != "" {
 		f, err := os.Open(g.Coverage)
 		if err != nil {
-			return nil, fmt.Errorf("geo.coverage: %w", err)
+			return nil, nil, fmt.Errorf("geo.coverage: %w", err)
 		}
 		defer f.Close()
-		cov, err := geo.LoadCoverage(f)
-		if err != nil {
-			return nil, fmt.Errorf("geo.coverage %s: %w", g.Coverage, err)
+		if cov, err = geo.LoadCoverage(f); err != nil {
+			return nil, nil, fmt.Errorf("geo.coverage %s: %w", g.Coverage, err)
 		}
-		chain = append(chain, cov)
-	} else {
-		chain = append(chain, geo.Demo())
 	}
+	chain := geo.Chain{cov}
 	if g.MMDB != "" || g.ASNMMDB != "" {
 		db, err := geo.OpenMMDB(g.MMDB, g.ASNMMDB, g.Regions)
 		if err != nil {
-			return nil, fmt.Errorf("geo mmdb: %w", err)
+			return nil, nil, fmt.Errorf("geo mmdb: %w", err)
 		}
 		chain = append(chain, db)
 	}
-	return chain, nil
+	return chain, cov, nil
 }

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -65,6 +66,9 @@ type ClickHouse struct {
 	Password     string   `yaml:"-"` // from CDNPILOT_CLICKHOUSE_PASSWORD only
 	DialTimeout  Duration `yaml:"dial_timeout"`
 	QueryTimeout Duration `yaml:"query_timeout"`
+	// ExactRange: queries over at most this range read the raw table with
+	// FINAL (exact); longer ones read the per-minute rollups.
+	ExactRange Duration `yaml:"exact_range"`
 	// MemoryRetention bounds the in-memory store of the embedded default.
 	MemoryRetention Duration `yaml:"memory_retention"`
 }
@@ -131,8 +135,9 @@ func Default() Config {
 		ClickHouse: ClickHouse{
 			Database:        "cdnpilot",
 			Username:        "default",
-			DialTimeout:     Duration(2 * time.Second),
-			QueryTimeout:    Duration(30 * time.Second),
+			DialTimeout:     Duration(3 * time.Second),
+			QueryTimeout:    Duration(10 * time.Second),
+			ExactRange:      Duration(6 * time.Hour),
 			MemoryRetention: Duration(6 * time.Hour),
 		},
 		Ingest: Ingest{
@@ -283,14 +288,17 @@ func (c Config) Validate() error {
 	}
 
 	checkAddr("clickhouse.addr", c.ClickHouse.Addr, false)
-	if c.ClickHouse.Database == "" || strings.ContainsAny(c.ClickHouse.Database, "`'\" .;") {
-		bad("clickhouse.database", "%q is not a plain identifier", c.ClickHouse.Database)
+	if !identRE.MatchString(c.ClickHouse.Database) {
+		bad("clickhouse.database", "%q is not an identifier (letters, digits and _, not starting with a digit, at most 64)", c.ClickHouse.Database)
 	}
 	if c.ClickHouse.DialTimeout <= 0 {
 		bad("clickhouse.dial_timeout", "must be positive")
 	}
 	if c.ClickHouse.QueryTimeout <= 0 {
 		bad("clickhouse.query_timeout", "must be positive")
+	}
+	if c.ClickHouse.ExactRange < 0 {
+		bad("clickhouse.exact_range", "must not be negative")
 	}
 	if c.ClickHouse.MemoryRetention < Duration(time.Minute) {
 		bad("clickhouse.memory_retention", "%s is under 1m", c.ClickHouse.MemoryRetention)
@@ -345,6 +353,10 @@ func (c Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// identRE is the identifier rule of the analytics schema, which splices
+// the database name into SQL text.
+var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
 
 // TrustedPrefixes parses ingest.trusted_proxies (plain addresses allowed).
 func (i Ingest) TrustedPrefixes() ([]netip.Prefix, error) {

@@ -93,6 +93,7 @@ type viewer struct {
 	viewID  string
 	q       quality
 	start   time.Time // when the current view began
+	startup int       // startup time of the current view, repeated on view_end
 	length  time.Duration
 	next    time.Time // next beacon due
 	started bool
@@ -148,6 +149,7 @@ func (f *Fleet) newView(v *viewer, at time.Time) {
 	v.length = time.Duration(30+f.rng.IntN(90)) * time.Second
 	v.next = at
 	v.started = false
+	v.startup = 0
 }
 
 // step advances one viewer to now and returns the beacons it sends.
@@ -167,7 +169,8 @@ func (f *Fleet) step(v *viewer, now time.Time) []map[string]any {
 			return []map[string]any{b}
 		}
 		b := base("view_start")
-		b["startup_ms"] = int(math.Max(150, v.q.startupMS*math.Exp(f.rng.NormFloat64()*0.35)))
+		v.startup = int(math.Max(150, v.q.startupMS*math.Exp(f.rng.NormFloat64()*0.35)))
+		b["startup_ms"] = v.startup
 		b["bitrate_kbps"] = v.q.bitrate
 		b["throughput_kbps"] = int(float64(v.q.throughput) * (0.7 + 0.6*f.rng.Float64()))
 		b["ttfb_ms"] = int(v.q.ttfbMS * (0.6 + 0.8*f.rng.Float64()))
@@ -194,6 +197,9 @@ func (f *Fleet) step(v *viewer, now time.Time) []map[string]any {
 	b["bitrate_kbps"] = v.q.bitrate
 	b["throughput_kbps"] = int(float64(v.q.throughput) * (0.7 + 0.6*f.rng.Float64()))
 	b["ttfb_ms"] = int(v.q.ttfbMS * (0.6 + 0.8*f.rng.Float64()))
+	if typ == "view_end" {
+		b["startup_ms"] = v.startup // the protocol: view_end repeats it
+	}
 	out = append(out, b)
 	if typ == "view_end" {
 		f.newView(v, now.Add(time.Duration(1+f.rng.IntN(4))*time.Second))

@@ -31,7 +31,7 @@ type Embedded struct {
 	cluster *kfake.Cluster
 }
 
-// StartEmbedded starts the broker on addr's port (":0" or "" picks a free one)
+// StartEmbedded starts the broker on a loopback port (0 picks a free one)
 // with the topics created. dataDir, when set, persists the log across
 // restarts.
 func StartEmbedded(port int, dataDir string, topics ...Topic) (*Embedded, error) {
@@ -64,14 +64,6 @@ func (e *Embedded) Addrs() []string { return e.cluster.ListenAddrs() }
 
 // Cluster exposes the fake cluster to tests that inject faults.
 func (e *Embedded) Cluster() *kfake.Cluster { return e.cluster }
-
-// Run blocks until ctx is done, then stops the broker. It is run last-stopped:
-// cmd wires it so producers and consumers are gone first.
-func (e *Embedded) Run(ctx context.Context) error {
-	<-ctx.Done()
-	e.Close()
-	return nil
-}
 
 // Close stops the broker.
 func (e *Embedded) Close() { e.cluster.Close() }
