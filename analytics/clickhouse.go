@@ -144,15 +144,26 @@ func (c *ClickHouse) Insert(ctx context.Context, rows []record.Beacon) error {
 	if err := validateRows(rows); err != nil {
 		return fmt.Errorf("insert beacons: %w", err)
 	}
-	// Sorted by the table's ORDER BY, the server skips most of its sort.
-	sorted := make([]*record.Beacon, len(rows))
+	// Grouped by the leading, low-cardinality columns of the table's ORDER
+	// BY, the server skips most of its sort. Bucketing is linear; a
+	// comparison sort of 50k rows profiled as a tenth of the consumer's CPU.
+	type lead struct{ service, region, cdn string }
+	buckets := map[lead][]*record.Beacon{}
 	for i := range rows {
-		sorted[i] = &rows[i]
+		k := lead{rows[i].Service, rows[i].Region, rows[i].CDN}
+		buckets[k] = append(buckets[k], &rows[i])
 	}
-	slices.SortFunc(sorted, func(a, b *record.Beacon) int {
-		return cmp.Or(strings.Compare(a.Service, b.Service), strings.Compare(a.Region, b.Region),
-			strings.Compare(a.CDN, b.CDN), strings.Compare(a.EventID, b.EventID))
+	keys := make([]lead, 0, len(buckets))
+	for k := range buckets {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b lead) int {
+		return cmp.Or(strings.Compare(a.service, b.service), strings.Compare(a.region, b.region), strings.Compare(a.cdn, b.cdn))
 	})
+	sorted := make([]*record.Beacon, 0, len(rows))
+	for _, k := range keys {
+		sorted = append(sorted, buckets[k]...)
+	}
 
 	ctx, cancel := context.WithTimeout(ctx, c.opts.QueryTimeout)
 	defer cancel()
@@ -160,16 +171,86 @@ func (c *ClickHouse) Insert(ctx context.Context, rows []record.Beacon) error {
 	if err != nil {
 		return fmt.Errorf("insert beacons: prepare: %w", err)
 	}
-	for _, b := range sorted {
-		if err := batch.Append(
-			b.EventID, msTime(b.ReceivedAt), b.ReceivedAt, b.ClientIP, b.Country, b.Region, b.ASN,
-			uint8(b.Source), uint8(b.Type), b.ViewID, b.SessionID, msTime(b.TS), b.TS, b.Seq,
-			b.Service, b.CDN, b.PrevCDN, b.Host, b.ContentID, b.Player, b.PlayerVersion, b.Device, b.OS,
-			b.StartupMS, b.RebufferMS, b.RebufferCount, b.SeekRebufferMS, boolU8(b.Seek), b.PlayedMS,
-			b.BitrateKbps, b.ThroughputKbps, b.TTFBMS, b.DroppedFrames, b.ErrorCode, boolU8(b.Fatal),
-		); err != nil {
+	// Column by column: the row API boxes 35 values per row into
+	// interfaces, which profiled as most of the consumer's CPU.
+	n := len(sorted)
+	strs := func(f func(*record.Beacon) string) []string {
+		out := make([]string, n)
+		for i, b := range sorted {
+			out[i] = f(b)
+		}
+		return out
+	}
+	u32s := func(f func(*record.Beacon) uint32) []uint32 {
+		out := make([]uint32, n)
+		for i, b := range sorted {
+			out[i] = f(b)
+		}
+		return out
+	}
+	u8s := func(f func(*record.Beacon) uint8) []uint8 {
+		out := make([]uint8, n)
+		for i, b := range sorted {
+			out[i] = f(b)
+		}
+		return out
+	}
+	i64s := func(f func(*record.Beacon) int64) []int64 {
+		out := make([]int64, n)
+		for i, b := range sorted {
+			out[i] = f(b)
+		}
+		return out
+	}
+	times := func(f func(*record.Beacon) int64) []time.Time {
+		out := make([]time.Time, n)
+		for i, b := range sorted {
+			out[i] = msTime(f(b))
+		}
+		return out
+	}
+	// The order is insertColumns'.
+	cols := []any{
+		strs(func(b *record.Beacon) string { return b.EventID }),
+		times(func(b *record.Beacon) int64 { return b.ReceivedAt }),
+		i64s(func(b *record.Beacon) int64 { return b.ReceivedAt }),
+		strs(func(b *record.Beacon) string { return b.ClientIP }),
+		strs(func(b *record.Beacon) string { return b.Country }),
+		strs(func(b *record.Beacon) string { return b.Region }),
+		u32s(func(b *record.Beacon) uint32 { return b.ASN }),
+		u8s(func(b *record.Beacon) uint8 { return uint8(b.Source) }),
+		u8s(func(b *record.Beacon) uint8 { return uint8(b.Type) }),
+		strs(func(b *record.Beacon) string { return b.ViewID }),
+		strs(func(b *record.Beacon) string { return b.SessionID }),
+		times(func(b *record.Beacon) int64 { return b.TS }),
+		i64s(func(b *record.Beacon) int64 { return b.TS }),
+		u32s(func(b *record.Beacon) uint32 { return b.Seq }),
+		strs(func(b *record.Beacon) string { return b.Service }),
+		strs(func(b *record.Beacon) string { return b.CDN }),
+		strs(func(b *record.Beacon) string { return b.PrevCDN }),
+		strs(func(b *record.Beacon) string { return b.Host }),
+		strs(func(b *record.Beacon) string { return b.ContentID }),
+		strs(func(b *record.Beacon) string { return b.Player }),
+		strs(func(b *record.Beacon) string { return b.PlayerVersion }),
+		strs(func(b *record.Beacon) string { return b.Device }),
+		strs(func(b *record.Beacon) string { return b.OS }),
+		u32s(func(b *record.Beacon) uint32 { return b.StartupMS }),
+		u32s(func(b *record.Beacon) uint32 { return b.RebufferMS }),
+		u32s(func(b *record.Beacon) uint32 { return b.RebufferCount }),
+		u32s(func(b *record.Beacon) uint32 { return b.SeekRebufferMS }),
+		u8s(func(b *record.Beacon) uint8 { return boolU8(b.Seek) }),
+		u32s(func(b *record.Beacon) uint32 { return b.PlayedMS }),
+		u32s(func(b *record.Beacon) uint32 { return b.BitrateKbps }),
+		u32s(func(b *record.Beacon) uint32 { return b.ThroughputKbps }),
+		u32s(func(b *record.Beacon) uint32 { return b.TTFBMS }),
+		u32s(func(b *record.Beacon) uint32 { return b.DroppedFrames }),
+		strs(func(b *record.Beacon) string { return b.ErrorCode }),
+		u8s(func(b *record.Beacon) uint8 { return boolU8(b.Fatal) }),
+	}
+	for i, col := range cols {
+		if err := batch.Column(i).Append(col); err != nil {
 			_ = batch.Abort()
-			return fmt.Errorf("insert beacons: append event %s: %w", b.EventID, err)
+			return fmt.Errorf("insert beacons: append column %d: %w", i, err)
 		}
 	}
 	if err := batch.Send(); err != nil {

@@ -63,6 +63,8 @@ type Consumer struct {
 	consumed     prometheus.Counter
 	lag          prometheus.Gauge
 
+	intern record.Interner // Run's goroutine only
+
 	// Crash points for tests: a non-nil error from a hook ends Run at once,
 	// with no final flush and no commit, as if the process had died there.
 	beforeInsert, afterInsert func() error
@@ -245,7 +247,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 // in, so its offset is tracked either way.
 func (c *Consumer) add(ctx context.Context, b *batch, m kafka.Message) error {
 	var rec record.Beacon
-	if err := rec.UnmarshalBinary(m.Value); err != nil {
+	if err := rec.Decode(m.Value, &c.intern); err != nil {
 		if err := c.deadLetter(ctx, m, err); err != nil {
 			return err
 		}

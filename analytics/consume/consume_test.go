@@ -35,7 +35,7 @@ type env struct {
 	sink   *countingSink
 }
 
-func setup(t *testing.T, partitions int) *env {
+func setup(t testing.TB, partitions int) *env {
 	t.Helper()
 	addr := chserver.ForTest(t)
 	db := fmt.Sprintf("t_consume_%d", time.Now().UnixNano())
@@ -59,7 +59,7 @@ func setup(t *testing.T, partitions int) *env {
 
 // produce writes n valid records (plus the given raw values at random
 // positions) and returns the event ids of the valid ones.
-func (e *env) produce(t *testing.T, n int, raw ...[]byte) []string {
+func (e *env) produce(t testing.TB, n int, raw ...[]byte) []string {
 	t.Helper()
 	w, err := kafkaio.NewWriter(kafkaio.WriterOptions{Brokers: e.broker.Addrs(), Topic: topic, Compression: "lz4"})
 	if err != nil {

@@ -71,7 +71,36 @@ func (b *Beacon) MarshalBinary() ([]byte, error) {
 // UnmarshalBinary decodes one record. Errors wrap ErrCorrupt and name the
 // field that could not be read.
 func (b *Beacon) UnmarshalBinary(data []byte) error {
-	d := decoder{buf: data}
+	return b.Decode(data, nil)
+}
+
+// Interner shares the strings of low-cardinality fields (service, CDN,
+// region, player, ...) between decoded records, so a consumer holding
+// tens of thousands of rows allocates each distinct value once. It is not
+// safe for concurrent use; the zero value is ready.
+type Interner struct {
+	m map[string]string
+}
+
+// maxInterned bounds the table: past it, it starts over, so a stream of
+// distinct values costs a map reset now and then, not unbounded memory.
+const maxInterned = 16384
+
+func (in *Interner) bytes(p []byte) string {
+	if s, ok := in.m[string(p)]; ok { // no allocation for the lookup
+		return s
+	}
+	if in.m == nil || len(in.m) >= maxInterned {
+		in.m = make(map[string]string, 256)
+	}
+	s := string(p)
+	in.m[s] = s
+	return s
+}
+
+// Decode is UnmarshalBinary with an optional Interner.
+func (b *Beacon) Decode(data []byte, in *Interner) error {
+	d := decoder{buf: data, in: in}
 	if len(data) < 2 || data[0] != Magic {
 		return fmt.Errorf("%w: bad magic byte", ErrCorrupt)
 	}
@@ -83,8 +112,8 @@ func (b *Beacon) UnmarshalBinary(data []byte) error {
 		EventID:       d.str("event_id"),
 		ReceivedAt:    d.varint("received_at"),
 		ClientIP:      d.str("client_ip"),
-		Country:       d.str("country"),
-		Region:        d.str("region"),
+		Country:       d.istr("country"),
+		Region:        d.istr("region"),
 		ASN:           d.u32("asn"),
 		Source:        Source(d.byte("source")),
 		Type:          Type(d.byte("type")),
@@ -92,15 +121,15 @@ func (b *Beacon) UnmarshalBinary(data []byte) error {
 		SessionID:     d.str("session_id"),
 		TS:            d.varint("ts"),
 		Seq:           d.u32("seq"),
-		Service:       d.str("service"),
-		CDN:           d.str("cdn"),
-		PrevCDN:       d.str("prev_cdn"),
-		Host:          d.str("host"),
+		Service:       d.istr("service"),
+		CDN:           d.istr("cdn"),
+		PrevCDN:       d.istr("prev_cdn"),
+		Host:          d.istr("host"),
 		ContentID:     d.str("content_id"),
-		Player:        d.str("player"),
-		PlayerVersion: d.str("player_version"),
-		Device:        d.str("device"),
-		OS:            d.str("os"),
+		Player:        d.istr("player"),
+		PlayerVersion: d.istr("player_version"),
+		Device:        d.istr("device"),
+		OS:            d.istr("os"),
 	}
 	flags := d.byte("flags")
 	b.Seek = flags&flagSeek != 0
@@ -114,7 +143,7 @@ func (b *Beacon) UnmarshalBinary(data []byte) error {
 	b.ThroughputKbps = d.u32("throughput_kbps")
 	b.TTFBMS = d.u32("ttfb_ms")
 	b.DroppedFrames = d.u32("dropped_frames")
-	b.ErrorCode = d.str("error_code")
+	b.ErrorCode = d.istr("error_code")
 	if d.err != nil {
 		return d.err
 	}
@@ -162,6 +191,7 @@ type decoder struct {
 	buf []byte
 	pos int
 	err error
+	in  *Interner
 }
 
 func (d *decoder) fail(field, why string) {
@@ -219,7 +249,13 @@ func (d *decoder) u32(field string) uint32 {
 	return uint32(v)
 }
 
-func (d *decoder) str(field string) string {
+func (d *decoder) str(field string) string { return d.strWith(field, false) }
+
+// istr reads a low-cardinality string, interned when the decoder has an
+// Interner.
+func (d *decoder) istr(field string) string { return d.strWith(field, d.in != nil) }
+
+func (d *decoder) strWith(field string, intern bool) string {
 	n := d.uvarint(field)
 	if d.err != nil {
 		return ""
@@ -232,7 +268,13 @@ func (d *decoder) str(field string) string {
 		d.fail(field, "truncated")
 		return ""
 	}
-	s := string(d.buf[d.pos : d.pos+int(n)])
+	p := d.buf[d.pos : d.pos+int(n)]
 	d.pos += int(n)
-	return s
+	if n == 0 {
+		return ""
+	}
+	if intern {
+		return d.in.bytes(p)
+	}
+	return string(p)
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+	"unsafe"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -142,6 +143,41 @@ func BenchmarkUnmarshalBinary(b *testing.B) {
 	for b.Loop() {
 		var got Beacon
 		if err := got.UnmarshalBinary(enc); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func TestDecodeWithInterner(t *testing.T) {
+	s := sample()
+	enc, _ := s.MarshalBinary()
+	var in Interner
+	var a, b Beacon
+	if err := a.Decode(enc, &in); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Decode(enc, &in); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(a, s) || !reflect.DeepEqual(b, s) {
+		t.Fatalf("interned decode differs:\n%+v\n%+v", a, s)
+	}
+	if unsafe.StringData(a.Region) != unsafe.StringData(b.Region) {
+		t.Error("region not shared between records")
+	}
+	if unsafe.StringData(a.EventID) == unsafe.StringData(b.EventID) {
+		t.Error("event ids must not be interned")
+	}
+}
+
+func BenchmarkDecodeInterned(b *testing.B) {
+	s := sample()
+	enc, _ := s.MarshalBinary()
+	var in Interner
+	b.ReportAllocs()
+	for b.Loop() {
+		var got Beacon
+		if err := got.Decode(enc, &in); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"sort"
 	"syscall"
 )
@@ -34,12 +35,25 @@ func commands() map[string]command {
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// CDNPILOT_CPU_PROFILE=FILE writes a CPU profile of the whole run, for
+	// finding where a role spends its time under real load.
+	if path := os.Getenv("CDNPILOT_CPU_PROFILE"); path != "" {
+		if f, err := os.Create(path); err == nil {
+			if err := pprof.StartCPUProfile(f); err == nil {
+				defer func() {
+					pprof.StopCPUProfile()
+					_ = f.Close()
+				}()
+			}
+		}
+	}
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "cdnpilot:", err)
 		}
+		pprof.StopCPUProfile()
 		os.Exit(2)
 	}
 }

@@ -128,7 +128,7 @@ func Default() Config {
 			DeadLetterTopic: "cdnpilot.beacons.dlq",
 			Partitions:      6,
 			Compression:     "lz4",
-			BatchTimeout:    Duration(2 * time.Millisecond),
+			BatchTimeout:    Duration(10 * time.Millisecond),
 			ProduceTimeout:  Duration(5 * time.Second),
 			ProduceRetries:  3,
 		},
