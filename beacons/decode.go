@@ -10,8 +10,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	gojson "github.com/goccy/go-json"
-
 	"github.com/cdnpilot/cdnpilot/beacons/record"
 )
 
@@ -88,100 +86,13 @@ func DecodeBody(body []byte, maxItems int) ([]Item, error) {
 	return decodeStd(trimmed, maxItems)
 }
 
-// decodeFast decodes with goccy/go-json's Unmarshal, two to three times as
-// fast as encoding/json on beacon bodies, and gives up at the first problem
-// of any kind: those bodies go through decodeStd, whose errors (field names,
-// offsets) are the ones clients see. FuzzFastMatchesStd checks that both
-// decode every body the fast path accepts the same way.
-func decodeFast(body []byte, maxItems int) (items []Item, ok bool) {
-	defer func() {
-		if recover() != nil {
-			items, ok = nil, false
-		}
-	}()
-	// Where goccy and encoding/json are known to differ, let the latter
-	// decide: invalid UTF-8 (encoding/json substitutes U+FFFD), integers
-	// too long for int64 (goccy wraps them silently), and malformed values
-	// under unknown keys (goccy skips them without checking, e.g. "00").
-	// The syntax check is encoding/json's scanner alone, a fraction of the
-	// cost of its reflection-based decoding.
-	if !utf8.Valid(body) || hasLongDigitRun(body) || !validJSONOrLines(body) {
+// decodeFast is the fast path (fastjson.go) for clean bodies. Invalid
+// UTF-8 is left to encoding/json, which substitutes U+FFFD.
+func decodeFast(body []byte, maxItems int) ([]Item, bool) {
+	if !utf8.Valid(body) {
 		return nil, false
 	}
-	switch body[0] {
-	case '[':
-		var ins []Input
-		if err := gojson.Unmarshal(body, &ins); err != nil || len(ins) > maxItems {
-			return nil, false
-		}
-		items = make([]Item, len(ins))
-		for i := range ins {
-			items[i].In = ins[i]
-		}
-		return items, true
-	case '{':
-		// NDJSON: one object per line. Anything else (a pretty-printed
-		// object over several lines) takes the slow path.
-		items = make([]Item, 0, 16)
-		for rest := body; len(rest) > 0; {
-			line := rest
-			if i := bytes.IndexByte(rest, '\n'); i >= 0 {
-				line, rest = rest[:i], rest[i+1:]
-			} else {
-				rest = nil
-			}
-			line = bytes.Trim(line, jsonSpace)
-			if len(line) == 0 {
-				continue
-			}
-			if line[0] != '{' || len(items) == maxItems {
-				return nil, false
-			}
-			items = append(items, Item{})
-			if err := gojson.Unmarshal(line, &items[len(items)-1].In); err != nil {
-				return nil, false
-			}
-		}
-		return items, true
-	}
-	return nil, false
-}
-
-// validJSONOrLines checks a body as one JSON value, or (NDJSON) as one per
-// line.
-func validJSONOrLines(b []byte) bool {
-	if b[0] == '[' {
-		return json.Valid(b)
-	}
-	for rest := b; len(rest) > 0; {
-		line := rest
-		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
-			line, rest = rest[:i], rest[i+1:]
-		} else {
-			rest = nil
-		}
-		if len(bytes.Trim(line, jsonSpace)) > 0 && !json.Valid(line) {
-			return false
-		}
-	}
-	return true
-}
-
-// hasLongDigitRun reports a run of 19 or more digits: the shortest that can
-// overflow int64. Real beacons have 13-digit timestamps at most.
-func hasLongDigitRun(b []byte) bool {
-	run := 0
-	for _, c := range b {
-		if c >= '0' && c <= '9' {
-			run++
-			if run >= 19 {
-				return true
-			}
-		} else {
-			run = 0
-		}
-	}
-	return false
+	return fastDecode(body, maxItems)
 }
 
 // decodeStd is the reference decoder: encoding/json, one item at a time,
@@ -529,6 +440,3 @@ func truncate(s string) string {
 	}
 	return s
 }
-
-// jsonSpace is JSON's whitespace (RFC 8259), narrower than bytes.TrimSpace's.
-const jsonSpace = " \t\r\n"
