@@ -7,7 +7,7 @@ STATICCHECK_VERSION ?= v0.8.2
 FUZZTIME ?= 2m
 BENCHTIME ?= 5x
 
-.PHONY: all test deps check lint fmt bench bench-ingest fuzz demo build
+.PHONY: all test deps check lint fmt bench fuzz demo build
 
 all: check
 
@@ -34,8 +34,11 @@ fmt:
 	gofmt -w $$(git ls-files '*.go')
 
 ## bench: pipeline benchmarks against a real ClickHouse (figures go to docs/BENCHMARKS.md).
-bench: deps
-	CDNPILOT_REQUIRE_SERVERS=1 .ci/with-clickhouse $(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -timeout 30m ./bench/ ./beacons/... ./internal/geo/ ./analytics/...
+bench:
+	@.ci/deps bench
+	CDNPILOT_REQUIRE_SERVERS=1 .ci/with-clickhouse sh -c '\
+	  $(GO) test -run "^$$" -bench . -benchtime $(BENCHTIME) -timeout 30m -v ./bench/ && \
+	  $(GO) test -run "^$$" -bench . -benchmem -timeout 30m ./beacons/... ./internal/geo/ ./analytics/...'
 
 ## fuzz: run every fuzz target for FUZZTIME each (not part of `make test`).
 fuzz:
