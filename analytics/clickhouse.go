@@ -173,79 +173,43 @@ func (c *ClickHouse) Insert(ctx context.Context, rows []record.Beacon) error {
 	}
 	// Column by column: the row API boxes 35 values per row into
 	// interfaces, which profiled as most of the consumer's CPU.
-	n := len(sorted)
-	strs := func(f func(*record.Beacon) string) []string {
-		out := make([]string, n)
-		for i, b := range sorted {
-			out[i] = f(b)
-		}
-		return out
-	}
-	u32s := func(f func(*record.Beacon) uint32) []uint32 {
-		out := make([]uint32, n)
-		for i, b := range sorted {
-			out[i] = f(b)
-		}
-		return out
-	}
-	u8s := func(f func(*record.Beacon) uint8) []uint8 {
-		out := make([]uint8, n)
-		for i, b := range sorted {
-			out[i] = f(b)
-		}
-		return out
-	}
-	i64s := func(f func(*record.Beacon) int64) []int64 {
-		out := make([]int64, n)
-		for i, b := range sorted {
-			out[i] = f(b)
-		}
-		return out
-	}
-	times := func(f func(*record.Beacon) int64) []time.Time {
-		out := make([]time.Time, n)
-		for i, b := range sorted {
-			out[i] = msTime(f(b))
-		}
-		return out
-	}
 	// The order is insertColumns'.
 	cols := []any{
-		strs(func(b *record.Beacon) string { return b.EventID }),
-		times(func(b *record.Beacon) int64 { return b.ReceivedAt }),
-		i64s(func(b *record.Beacon) int64 { return b.ReceivedAt }),
-		strs(func(b *record.Beacon) string { return b.ClientIP }),
-		strs(func(b *record.Beacon) string { return b.Country }),
-		strs(func(b *record.Beacon) string { return b.Region }),
-		u32s(func(b *record.Beacon) uint32 { return b.ASN }),
-		u8s(func(b *record.Beacon) uint8 { return uint8(b.Source) }),
-		u8s(func(b *record.Beacon) uint8 { return uint8(b.Type) }),
-		strs(func(b *record.Beacon) string { return b.ViewID }),
-		strs(func(b *record.Beacon) string { return b.SessionID }),
-		times(func(b *record.Beacon) int64 { return b.TS }),
-		i64s(func(b *record.Beacon) int64 { return b.TS }),
-		u32s(func(b *record.Beacon) uint32 { return b.Seq }),
-		strs(func(b *record.Beacon) string { return b.Service }),
-		strs(func(b *record.Beacon) string { return b.CDN }),
-		strs(func(b *record.Beacon) string { return b.PrevCDN }),
-		strs(func(b *record.Beacon) string { return b.Host }),
-		strs(func(b *record.Beacon) string { return b.ContentID }),
-		strs(func(b *record.Beacon) string { return b.Player }),
-		strs(func(b *record.Beacon) string { return b.PlayerVersion }),
-		strs(func(b *record.Beacon) string { return b.Device }),
-		strs(func(b *record.Beacon) string { return b.OS }),
-		u32s(func(b *record.Beacon) uint32 { return b.StartupMS }),
-		u32s(func(b *record.Beacon) uint32 { return b.RebufferMS }),
-		u32s(func(b *record.Beacon) uint32 { return b.RebufferCount }),
-		u32s(func(b *record.Beacon) uint32 { return b.SeekRebufferMS }),
-		u8s(func(b *record.Beacon) uint8 { return boolU8(b.Seek) }),
-		u32s(func(b *record.Beacon) uint32 { return b.PlayedMS }),
-		u32s(func(b *record.Beacon) uint32 { return b.BitrateKbps }),
-		u32s(func(b *record.Beacon) uint32 { return b.ThroughputKbps }),
-		u32s(func(b *record.Beacon) uint32 { return b.TTFBMS }),
-		u32s(func(b *record.Beacon) uint32 { return b.DroppedFrames }),
-		strs(func(b *record.Beacon) string { return b.ErrorCode }),
-		u8s(func(b *record.Beacon) uint8 { return boolU8(b.Fatal) }),
+		column(sorted, func(b *record.Beacon) string { return b.EventID }),
+		column(sorted, func(b *record.Beacon) time.Time { return msTime(b.ReceivedAt) }),
+		column(sorted, func(b *record.Beacon) int64 { return b.ReceivedAt }),
+		column(sorted, func(b *record.Beacon) string { return b.ClientIP }),
+		column(sorted, func(b *record.Beacon) string { return b.Country }),
+		column(sorted, func(b *record.Beacon) string { return b.Region }),
+		column(sorted, func(b *record.Beacon) uint32 { return b.ASN }),
+		column(sorted, func(b *record.Beacon) uint8 { return uint8(b.Source) }),
+		column(sorted, func(b *record.Beacon) uint8 { return uint8(b.Type) }),
+		column(sorted, func(b *record.Beacon) string { return b.ViewID }),
+		column(sorted, func(b *record.Beacon) string { return b.SessionID }),
+		column(sorted, func(b *record.Beacon) time.Time { return msTime(b.TS) }),
+		column(sorted, func(b *record.Beacon) int64 { return b.TS }),
+		column(sorted, func(b *record.Beacon) uint32 { return b.Seq }),
+		column(sorted, func(b *record.Beacon) string { return b.Service }),
+		column(sorted, func(b *record.Beacon) string { return b.CDN }),
+		column(sorted, func(b *record.Beacon) string { return b.PrevCDN }),
+		column(sorted, func(b *record.Beacon) string { return b.Host }),
+		column(sorted, func(b *record.Beacon) string { return b.ContentID }),
+		column(sorted, func(b *record.Beacon) string { return b.Player }),
+		column(sorted, func(b *record.Beacon) string { return b.PlayerVersion }),
+		column(sorted, func(b *record.Beacon) string { return b.Device }),
+		column(sorted, func(b *record.Beacon) string { return b.OS }),
+		column(sorted, func(b *record.Beacon) uint32 { return b.StartupMS }),
+		column(sorted, func(b *record.Beacon) uint32 { return b.RebufferMS }),
+		column(sorted, func(b *record.Beacon) uint32 { return b.RebufferCount }),
+		column(sorted, func(b *record.Beacon) uint32 { return b.SeekRebufferMS }),
+		column(sorted, func(b *record.Beacon) uint8 { return boolU8(b.Seek) }),
+		column(sorted, func(b *record.Beacon) uint32 { return b.PlayedMS }),
+		column(sorted, func(b *record.Beacon) uint32 { return b.BitrateKbps }),
+		column(sorted, func(b *record.Beacon) uint32 { return b.ThroughputKbps }),
+		column(sorted, func(b *record.Beacon) uint32 { return b.TTFBMS }),
+		column(sorted, func(b *record.Beacon) uint32 { return b.DroppedFrames }),
+		column(sorted, func(b *record.Beacon) string { return b.ErrorCode }),
+		column(sorted, func(b *record.Beacon) uint8 { return boolU8(b.Fatal) }),
 	}
 	for i, col := range cols {
 		if err := batch.Column(i).Append(col); err != nil {
@@ -257,6 +221,15 @@ func (c *ClickHouse) Insert(ctx context.Context, rows []record.Beacon) error {
 		return fmt.Errorf("insert beacons: send %d rows: %w", len(rows), err)
 	}
 	return nil
+}
+
+// column extracts one column of rows for a column-wise append.
+func column[T any](rows []*record.Beacon, f func(*record.Beacon) T) []T {
+	out := make([]T, len(rows))
+	for i, b := range rows {
+		out[i] = f(b)
+	}
+	return out
 }
 
 // msTime converts ms since the epoch to a DateTime value. Out-of-range client

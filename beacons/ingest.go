@@ -8,8 +8,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -271,12 +269,12 @@ func sortRejected(rs []FieldError) {
 	}
 }
 
-// enrich sets what only the server knows. The event id is random: the
-// client cannot choose it, so it cannot make a real beacon look like a
-// duplicate of a forged one.
+// enrich sets what only the server knows. A beacon without an event id gets
+// a random one (record.NewEventID); CMCD reports arrive with the id derived
+// from their sid and sn, so a re-sent report stays one beacon.
 func (h *Handler) enrich(b *record.Beacon, now time.Time, client netip.Addr, loc geo.Location) {
 	if b.EventID == "" {
-		b.EventID = newEventID()
+		b.EventID = record.NewEventID()
 	}
 	b.ReceivedAt = now.UnixMilli()
 	if client.IsValid() {
@@ -397,23 +395,4 @@ func mediaType(r *http.Request) string {
 		return ct
 	}
 	return mt
-}
-
-// newEventID returns a random UUIDv4 string.
-func newEventID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:]) // never fails on supported platforms (Go 1.24+)
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	var s [36]byte
-	hex.Encode(s[0:8], b[0:4])
-	s[8] = '-'
-	hex.Encode(s[9:13], b[4:6])
-	s[13] = '-'
-	hex.Encode(s[14:18], b[6:8])
-	s[18] = '-'
-	hex.Encode(s[19:23], b[8:10])
-	s[23] = '-'
-	hex.Encode(s[24:], b[10:])
-	return string(s[:])
 }

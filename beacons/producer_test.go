@@ -24,7 +24,7 @@ func regionBatch(t *testing.T) []record.Beacon {
 	for round := range 3 {
 		for _, r := range regions {
 			batch = append(batch, record.Beacon{
-				EventID: newEventID(), Region: r, Type: record.TypeHeartbeat, ViewID: "v", TS: testNow.UnixMilli(), ReceivedAt: testNow.UnixMilli(),
+				EventID: record.NewEventID(), Region: r, Type: record.TypeHeartbeat, ViewID: "v", TS: testNow.UnixMilli(), ReceivedAt: testNow.UnixMilli(),
 				Seq: uint32(round), Service: "vod", CDN: "cdn-a", Source: record.SourceBeacon,
 			})
 		}

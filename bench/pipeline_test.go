@@ -27,6 +27,7 @@ import (
 	"github.com/cdnpilot/cdnpilot/internal/chserver"
 	"github.com/cdnpilot/cdnpilot/internal/config"
 	"github.com/cdnpilot/cdnpilot/internal/kafkaio"
+	"github.com/cdnpilot/cdnpilot/internal/ledgertest"
 )
 
 // batchRows is the insert size of both the consumer and the bare loop:
@@ -171,7 +172,7 @@ func endToEnd(b *testing.B, bin, chAddr string) (accepted int, beaconsPerSec, co
 	if strings.Contains(wrkOut, "Non-2xx") || strings.Contains(wrkOut, "wrk:") || strings.Contains(wrkOut, "Socket errors") {
 		b.Fatalf("load had failures:\n%s", wrkOut)
 	}
-	accepted = int(counterValue(b, ingest, "cdnpilot_beacons_accepted_total"))
+	accepted = int(ledgertest.Counter(b, ingest.Registry(), "cdnpilot_beacons_accepted_total"))
 	dctx, dcancel := context.WithTimeout(b.Context(), 10*time.Minute)
 	defer dcancel()
 	if err := kafkaio.WaitDrained(dctx, ingest.Brokers(), group, cfg.Kafka.BeaconsTopic); err != nil {
@@ -300,23 +301,6 @@ end
 		b.Fatal(err)
 	}
 	return path
-}
-
-func counterValue(b *testing.B, a *app.App, name string) float64 {
-	b.Helper()
-	mfs, err := a.Registry().Gather()
-	if err != nil {
-		b.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			for _, m := range mf.GetMetric() {
-				sum += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return sum
 }
 
 // procCPU is a process's user+system CPU time in seconds (0 if unknown).

@@ -2,7 +2,6 @@ package cmcd
 
 import (
 	"crypto/sha256"
-	"encoding/hex"
 	"math"
 	"strconv"
 	"strings"
@@ -166,18 +165,5 @@ func EventID(sid string, sn uint32, e string) string {
 	buf = append(buf, ':')
 	buf = append(buf, e...)
 	sum := sha256.Sum256(buf)
-	u := sum[:16]
-	u[6] = u[6]&0x0f | 0x80 // version 8
-	u[8] = u[8]&0x3f | 0x80 // variant 10
-	var out [36]byte
-	hex.Encode(out[0:8], u[0:4])
-	out[8] = '-'
-	hex.Encode(out[9:13], u[4:6])
-	out[13] = '-'
-	hex.Encode(out[14:18], u[6:8])
-	out[18] = '-'
-	hex.Encode(out[19:23], u[8:10])
-	out[23] = '-'
-	hex.Encode(out[24:36], u[10:16])
-	return string(out[:])
+	return record.FormatUUID([16]byte(sum[:16]), 8)
 }

@@ -12,15 +12,21 @@ import (
 	"github.com/cdnpilot/cdnpilot/internal/config"
 )
 
-func runRole(ctx context.Context, name string, roles app.Roles, args []string, stdout, stderr io.Writer) error {
+// loadRole parses a role's common flags and loads its config.
+func loadRole(name string, args []string, stderr io.Writer) (config.Config, commonFlags, error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cf commonFlags
 	cf.register(fs)
 	if err := parseFlags(fs, args); err != nil {
-		return err
+		return config.Config{}, cf, err
 	}
 	cfg, err := cf.load()
+	return cfg, cf, err
+}
+
+func runRole(ctx context.Context, name string, roles app.Roles, args []string, stdout, stderr io.Writer) error {
+	cfg, cf, err := loadRole(name, args, stderr)
 	if err != nil {
 		return err
 	}
@@ -50,14 +56,7 @@ func runConsume(ctx context.Context, args []string, stdout, stderr io.Writer) er
 }
 
 func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var cf commonFlags
-	cf.register(fs)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	cfg, err := cf.load()
+	cfg, cf, err := loadRole("migrate", args, stderr)
 	if err != nil {
 		return err
 	}
@@ -65,12 +64,7 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Errorf("migrate: no ClickHouse address (use --clickhouse or CDNPILOT_CLICKHOUSE_ADDR)")
 	}
 	log := newLogger(stderr, cfg.LogLevel, cf.logJSON)
-	ch, err := analytics.OpenClickHouse(ctx, analytics.ClickHouseOptions{
-		Addr: cfg.ClickHouse.Addr, Database: cfg.ClickHouse.Database,
-		Username: cfg.ClickHouse.Username, Password: cfg.ClickHouse.Password,
-		DialTimeout: cfg.ClickHouse.DialTimeout.D(), QueryTimeout: cfg.ClickHouse.QueryTimeout.D(),
-		ExactRange: cfg.ClickHouse.ExactRange.D(),
-	}, log)
+	ch, err := analytics.OpenClickHouse(ctx, app.ClickHouseOptions(cfg.ClickHouse), log)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}

@@ -98,12 +98,7 @@ func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) 
 
 	if roles.Consume {
 		if cfg.ClickHouse.Addr != "" {
-			ch, err := analytics.OpenClickHouse(ctx, analytics.ClickHouseOptions{
-				Addr: cfg.ClickHouse.Addr, Database: cfg.ClickHouse.Database,
-				Username: cfg.ClickHouse.Username, Password: cfg.ClickHouse.Password,
-				DialTimeout: cfg.ClickHouse.DialTimeout.D(), QueryTimeout: cfg.ClickHouse.QueryTimeout.D(),
-				ExactRange: cfg.ClickHouse.ExactRange.D(),
-			}, log)
+			ch, err := analytics.OpenClickHouse(ctx, ClickHouseOptions(cfg.ClickHouse), log)
 			if err != nil {
 				return nil, fmt.Errorf("open clickhouse: %w", err)
 			}
@@ -327,6 +322,14 @@ func (a *App) closeAll() {
 	}
 	if a.httpLn != nil {
 		_ = a.httpLn.Close()
+	}
+}
+
+// ClickHouseOptions maps the config section onto the store's options.
+func ClickHouseOptions(c config.ClickHouse) analytics.ClickHouseOptions {
+	return analytics.ClickHouseOptions{
+		Addr: c.Addr, Database: c.Database, Username: c.Username, Password: c.Password,
+		DialTimeout: c.DialTimeout.D(), QueryTimeout: c.QueryTimeout.D(), ExactRange: c.ExactRange.D(),
 	}
 }
 

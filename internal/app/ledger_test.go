@@ -223,7 +223,7 @@ func TestLedgerClickHouseKilled(t *testing.T) {
 	})
 	// The restart may still be under way; drain waits for the consumer.
 	s.check(t, p, false)
-	if n := counter(t, p.app, "cdnpilot_consumer_insert_errors_total"); n == 0 {
+	if n := ledgertest.Counter(t, p.app.Registry(), "cdnpilot_consumer_insert_errors_total"); n == 0 {
 		t.Error("no insert failed: ClickHouse was not down while data flowed")
 	}
 	if len(s.acked) != 300*50 {
@@ -266,22 +266,4 @@ func TestLedgerBrokerUnavailable(t *testing.T) {
 	// An ambiguous write answered 503 may still have landed: that is a
 	// stored beacon nobody acked, never an acked one that is missing.
 	s.check(t, p, true)
-}
-
-// counter reads a counter's value from the app's registry.
-func counter(t *testing.T, a *App, name string) float64 {
-	t.Helper()
-	mfs, err := a.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			for _, m := range mf.GetMetric() {
-				sum += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return sum
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Stored returns, per event_id, how many rows the deduplicated view (FINAL)
@@ -88,4 +89,22 @@ func Check(t testing.TB, acked []string, final map[string]int, allowUnacked bool
 		t.Errorf("ledger: %d stored beacons were never acked, e.g. %s", len(extra), strings.Join(extra[:min(5, len(extra))], ", "))
 	}
 	t.Logf("ledger: %d acked, %d distinct stored, %d lost, %d duplicated, %d unacked stored", len(acked), len(final), len(lost), len(dup), len(extra))
+}
+
+// Counter sums a counter's series in a registry (0 when absent).
+func Counter(t testing.TB, g prometheus.Gatherer, name string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
 }
