@@ -71,7 +71,7 @@ func newTopic(t testing.TB, partitions int) string {
 
 // newWriter builds the production writer for topic and closes it, with its
 // transport, when the test ends.
-func newWriter(t testing.TB, topic string, batchSize int) *kafka.Writer {
+func newWriter(t testing.TB, topic string, batchSize int) *kafkaio.Writer {
 	t.Helper()
 	w, err := kafkaio.NewWriter(kafkaio.WriterOptions{
 		Brokers: testBroker(t).Addrs(), Topic: topic, ClientID: "beacons-test", BatchSize: batchSize,

@@ -26,8 +26,8 @@ func (e *PublishError) Error() string {
 
 func (e *PublishError) Unwrap() error { return e.Err }
 
-// messageWriter is the part of *kafka.Writer the producer uses.
-type messageWriter interface {
+// MessageWriter is the part of a kafka-go writer the producer uses.
+type MessageWriter interface {
 	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
 }
 
@@ -35,7 +35,7 @@ type messageWriter interface {
 // only once every replica acknowledged them (the writer is built by
 // kafkaio.NewWriter with RequireAll and no async mode).
 type Producer struct {
-	w       messageWriter
+	w       MessageWriter
 	retries int
 	timeout time.Duration
 	latency prometheus.Histogram
@@ -50,7 +50,7 @@ type ProducerOptions struct {
 }
 
 // NewProducer wraps a writer. The writer's lifecycle stays with the caller.
-func NewProducer(w *kafka.Writer, o ProducerOptions) *Producer {
+func NewProducer(w MessageWriter, o ProducerOptions) *Producer {
 	if o.Timeout <= 0 {
 		o.Timeout = 5 * time.Second
 	}

@@ -31,7 +31,7 @@ type env struct {
 	store  *analytics.ClickHouse
 	chAddr string
 	db     string
-	dlqW   *kafka.Writer
+	dlqW   *kafkaio.Writer
 	sink   *countingSink
 }
 

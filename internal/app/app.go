@@ -58,8 +58,8 @@ type App struct {
 	httpSrv *http.Server
 	mux     *http.ServeMux
 
-	writer   *kafka.Writer
-	dlq      *kafka.Writer
+	writer   *kafkaio.Writer
+	dlq      *kafkaio.Writer
 	reader   *kafka.Reader
 	consumer *consume.Consumer
 	fleet    *fleet.Fleet

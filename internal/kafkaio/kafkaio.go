@@ -114,10 +114,25 @@ type WriterOptions struct {
 	Logger       *slog.Logger
 }
 
+// Writer is a kafka-go writer with its own transport, which Close shuts
+// too: kafka.Writer.Close leaves a caller's transport and its connection
+// goroutines running.
+type Writer struct {
+	*kafka.Writer
+	transport *kafka.Transport
+}
+
+// Close flushes and closes the writer, then its connections.
+func (w *Writer) Close() error {
+	err := w.Writer.Close()
+	w.transport.CloseIdleConnections()
+	return err
+}
+
 // NewWriter builds a synchronous writer that waits for every in-sync replica:
 // a nil error from WriteMessages means the broker has the data. kafka-go's
 // defaults (no acks, 1 s batch wait) are wrong for us on both counts.
-func NewWriter(o WriterOptions) (*kafka.Writer, error) {
+func NewWriter(o WriterOptions) (*Writer, error) {
 	codec, err := Codec(o.Compression)
 	if err != nil {
 		return nil, err
@@ -128,6 +143,7 @@ func NewWriter(o WriterOptions) (*kafka.Writer, error) {
 	if o.BatchTimeout == 0 {
 		o.BatchTimeout = 2 * time.Millisecond
 	}
+	transport := &kafka.Transport{ClientID: o.ClientID, DialTimeout: 3 * time.Second, IdleTimeout: 60 * time.Second}
 	w := &kafka.Writer{
 		Addr:         kafka.TCP(o.Brokers...),
 		Topic:        o.Topic,
@@ -142,7 +158,7 @@ func NewWriter(o WriterOptions) (*kafka.Writer, error) {
 		WriteTimeout: 10 * time.Second,
 		ReadTimeout:  10 * time.Second,
 		Compression:  codec,
-		Transport:    &kafka.Transport{ClientID: o.ClientID, DialTimeout: 3 * time.Second, IdleTimeout: 60 * time.Second},
+		Transport:    transport,
 	}
 	if o.Logger != nil {
 		l := o.Logger
@@ -150,7 +166,7 @@ func NewWriter(o WriterOptions) (*kafka.Writer, error) {
 			l.Warn(fmt.Sprintf(msg, args...), "topic", o.Topic)
 		})
 	}
-	return w, nil
+	return &Writer{Writer: w, transport: transport}, nil
 }
 
 // ReaderOptions are the knobs of NewReader.

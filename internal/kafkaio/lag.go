@@ -13,7 +13,11 @@ import (
 // Shutdown uses it to drain the embedded broker; tests use it to wait until
 // everything produced is stored.
 func GroupLag(ctx context.Context, brokers []string, group, topic string) (int64, error) {
-	c := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 5 * time.Second}
+	// A transport of its own, closed on return: the shared default one
+	// would keep connections (and their goroutines) for the process life.
+	transport := &kafka.Transport{DialTimeout: 3 * time.Second}
+	defer transport.CloseIdleConnections()
+	c := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 5 * time.Second, Transport: transport}
 	md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
 		return 0, fmt.Errorf("group lag: metadata: %w", err)
