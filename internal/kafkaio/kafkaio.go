@@ -80,15 +80,17 @@ func EnsureTopics(ctx context.Context, brokers []string, topics ...Topic) error 
 		return fmt.Errorf("ensure topics: dial %s: %w", brokers[0], err)
 	}
 	defer conn.Close()
+	defer closeOnDone(ctx, conn)()
 	ctl, err := conn.Controller()
 	if err != nil {
-		return fmt.Errorf("ensure topics: find controller: %w", err)
+		return fmt.Errorf("ensure topics: find controller: %w", ctxErrOr(ctx, err))
 	}
 	cc, err := d.DialContext(ctx, "tcp", net.JoinHostPort(ctl.Host, strconv.Itoa(ctl.Port)))
 	if err != nil {
 		return fmt.Errorf("ensure topics: dial controller: %w", err)
 	}
 	defer cc.Close()
+	defer closeOnDone(ctx, cc)()
 	cfgs := make([]kafka.TopicConfig, 0, len(topics))
 	for _, t := range topics {
 		tc := kafka.TopicConfig{Topic: t.Name, NumPartitions: t.Partitions, ReplicationFactor: -1}
@@ -98,9 +100,26 @@ func EnsureTopics(ctx context.Context, brokers []string, topics ...Topic) error 
 		cfgs = append(cfgs, tc)
 	}
 	if err := cc.CreateTopics(cfgs...); err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
-		return fmt.Errorf("ensure topics: %w", err)
+		return fmt.Errorf("ensure topics: %w", ctxErrOr(ctx, err))
 	}
 	return nil
+}
+
+// closeOnDone closes conn when ctx ends and returns the func that stops
+// that. kafka-go's Conn methods take no context and have no deadline: a
+// broker that accepts connections but never answers would block them, and
+// start-up with them, forever.
+func closeOnDone(ctx context.Context, conn *kafka.Conn) func() bool {
+	return context.AfterFunc(ctx, func() { _ = conn.Close() })
+}
+
+// ctxErrOr names the context's end rather than the closed connection it
+// caused.
+func ctxErrOr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
 }
 
 // WriterOptions are the knobs of NewWriter.
@@ -233,7 +252,7 @@ func Codec(name string) (kafka.Compression, error) {
 
 // Ping checks that a broker answers a metadata request, for /readyz.
 func Ping(ctx context.Context, brokers []string) error {
-	var lastErr error
+	lastErr := errors.New("no brokers configured")
 	for _, b := range brokers {
 		d := &kafka.Dialer{Timeout: 2 * time.Second}
 		conn, err := d.DialContext(ctx, "tcp", b)

@@ -2,6 +2,7 @@ package kafkaio
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -56,7 +57,10 @@ func GroupLag(ctx context.Context, brokers []string, group, topic string) (int64
 	if err != nil {
 		return 0, fmt.Errorf("group lag: offset fetch: %w", err)
 	}
-	if of.Error != nil {
+	// A group that never committed is unknown to the broker: Kafka answers
+	// -1 offsets, kfake (the embedded broker) GROUP_ID_NOT_FOUND. Both mean
+	// nothing is committed, so the lag is everything produced.
+	if of.Error != nil && !errors.Is(of.Error, kafka.GroupIdNotFound) {
 		return 0, fmt.Errorf("group lag: offset fetch: %w", of.Error)
 	}
 	committed := map[int]int64{}
