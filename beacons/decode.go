@@ -299,21 +299,9 @@ func (in *Input) Validate(now time.Time, skew time.Duration) (record.Beacon, *fi
 			return b, err
 		}
 	}
-	for _, f := range []struct {
-		name string
-		v    int64
-		max  int64
-	}{{"startup_ms", in.StartupMS, limits.startup}, {"rebuffer_ms", in.RebufferMS, limits.rebuffer},
-		{"rebuffer_count", in.RebufferCount, limits.count}, {"seek_rebuffer_ms", in.SeekRebufferMS, limits.rebuffer},
-		{"played_ms", in.PlayedMS, limits.played}, {"bitrate_kbps", in.BitrateKbps, limits.bitrate},
-		{"throughput_kbps", in.ThroughputKbps, limits.throughput}, {"ttfb_ms", in.TTFBMS, limits.ttfb},
-		{"dropped_frames", in.DroppedFrames, limits.frames}} {
-		if f.v < 0 {
-			return b, &fieldErr{f.name, fmt.Sprintf("%d is negative", f.v)}
-		}
-		if f.v > f.max {
-			return b, &fieldErr{f.name, fmt.Sprintf("%d is over the limit %d", f.v, f.max)}
-		}
+	if err := checkNumbers([numericFields]int64{in.StartupMS, in.RebufferMS, in.RebufferCount, in.SeekRebufferMS,
+		in.PlayedMS, in.BitrateKbps, in.ThroughputKbps, in.TTFBMS, in.DroppedFrames}); err != nil {
+		return b, err
 	}
 	switch t {
 	case record.TypeError:
@@ -344,23 +332,36 @@ func (in *Input) Validate(now time.Time, skew time.Duration) (record.Beacon, *fi
 	return b, nil
 }
 
-// checkRecordLimits applies the per-field limits to an already converted
-// record, for paths (CMCD) whose numbers did not come through Input.
-func checkRecordLimits(b *record.Beacon) *fieldErr {
-	for _, f := range []struct {
-		name string
-		v    uint32
-		max  int64
-	}{{"startup_ms", b.StartupMS, limits.startup}, {"rebuffer_ms", b.RebufferMS, limits.rebuffer},
-		{"rebuffer_count", b.RebufferCount, limits.count}, {"seek_rebuffer_ms", b.SeekRebufferMS, limits.rebuffer},
-		{"played_ms", b.PlayedMS, limits.played}, {"bitrate_kbps", b.BitrateKbps, limits.bitrate},
-		{"throughput_kbps", b.ThroughputKbps, limits.throughput}, {"ttfb_ms", b.TTFBMS, limits.ttfb},
-		{"dropped_frames", b.DroppedFrames, limits.frames}} {
-		if int64(f.v) > f.max {
-			return &fieldErr{f.name, fmt.Sprintf("%d is over the limit %d", f.v, f.max)}
+// numericLimits names the metric fields in one order, with their limits;
+// both ingest paths check through it.
+var numericLimits = [...]struct {
+	name string
+	max  int64
+}{{"startup_ms", limits.startup}, {"rebuffer_ms", limits.rebuffer}, {"rebuffer_count", limits.count},
+	{"seek_rebuffer_ms", limits.rebuffer}, {"played_ms", limits.played}, {"bitrate_kbps", limits.bitrate},
+	{"throughput_kbps", limits.throughput}, {"ttfb_ms", limits.ttfb}, {"dropped_frames", limits.frames}}
+
+const numericFields = len(numericLimits)
+
+// checkNumbers checks values given in numericLimits' order.
+func checkNumbers(v [numericFields]int64) *fieldErr {
+	for i, f := range numericLimits {
+		if v[i] < 0 {
+			return &fieldErr{f.name, fmt.Sprintf("%d is negative", v[i])}
+		}
+		if v[i] > f.max {
+			return &fieldErr{f.name, fmt.Sprintf("%d is over the limit %d", v[i], f.max)}
 		}
 	}
 	return nil
+}
+
+// checkRecordLimits applies the same limits to an already converted record,
+// for paths (CMCD) whose numbers did not come through Input.
+func checkRecordLimits(b *record.Beacon) *fieldErr {
+	return checkNumbers([numericFields]int64{int64(b.StartupMS), int64(b.RebufferMS), int64(b.RebufferCount),
+		int64(b.SeekRebufferMS), int64(b.PlayedMS), int64(b.BitrateKbps), int64(b.ThroughputKbps),
+		int64(b.TTFBMS), int64(b.DroppedFrames)})
 }
 
 // checkID accepts opaque ids players generate (UUIDs, hex, base64url).
