@@ -9,14 +9,20 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/cdnpilot/cdnpilot/steering"
 )
 
 // Example is the shipped example configuration; the demo runs on it.
@@ -34,8 +40,15 @@ type Config struct {
 	ClickHouse ClickHouse `yaml:"clickhouse"`
 	Ingest     Ingest     `yaml:"ingest"`
 	Consume    Consume    `yaml:"consume"`
-	Geo        Geo        `yaml:"geo"`
-	Demo       Demo       `yaml:"demo"`
+	Score      Score      `yaml:"score"`
+	// CDNs and Services are the catalog. They are one unit: a file that
+	// sets either replaces both defaults (the demo world), so a service
+	// never silently refers to a demo CDN.
+	CDNs     []CDN     `yaml:"cdns"`
+	Services []Service `yaml:"services"`
+	Steering Steering  `yaml:"steering"`
+	Geo      Geo       `yaml:"geo"`
+	Demo     Demo      `yaml:"demo"`
 }
 
 // Kafka selects the brokers. No brokers means the embedded in-process broker.
@@ -44,6 +57,9 @@ type Kafka struct {
 	ClientID        string   `yaml:"client_id"`
 	BeaconsTopic    string   `yaml:"beacons_topic"`
 	DeadLetterTopic string   `yaml:"dead_letter_topic"`
+	// RankingsTopic is compacted: the scorer writes one ranking snapshot
+	// per key, steering nodes read the latest.
+	RankingsTopic string `yaml:"rankings_topic"`
 	// Partitions is used when cdnpilot creates the topics (always for the
 	// embedded broker; on real brokers only when they are missing).
 	Partitions     int      `yaml:"partitions"`
@@ -101,6 +117,183 @@ type Consume struct {
 	InsertTimeout Duration `yaml:"insert_timeout"`
 }
 
+// Score configures the scorer: it reads beacons, runs the steering engine
+// and publishes ranking snapshots to kafka.rankings_topic.
+type Score struct {
+	GroupID  string   `yaml:"group_id"`
+	Interval Duration `yaml:"interval"` // how often a snapshot is published
+}
+
+// CDN is one delivery network (steering.CDN plus its health probe).
+type CDN struct {
+	Name string `yaml:"name"`
+	Host string `yaml:"host"`
+	// HealthURL is probed actively; empty means passive health (from
+	// beacons) only.
+	HealthURL        string  `yaml:"health_url"`
+	PricePerGB       float64 `yaml:"price_per_gb"`
+	CommitGBPerMonth float64 `yaml:"commit_gb_per_month"`
+	MaxShare         float64 `yaml:"max_share"`
+}
+
+// Service is one steered stream family with its CDNs in static fallback
+// order.
+type Service struct {
+	Name string   `yaml:"name"`
+	CDNs []string `yaml:"cdns"`
+}
+
+// Steering is steering.Policy as YAML; Policy converts it.
+type Steering struct {
+	Weights           Weights    `yaml:"weights"`
+	HalfLife          Duration   `yaml:"half_life"`
+	FastHalfLife      Duration   `yaml:"fast_half_life"`
+	MinSamples        float64    `yaml:"min_samples"`
+	Hysteresis        Hysteresis `yaml:"hysteresis"`
+	MaxShiftPerMinute float64    `yaml:"max_shift_per_minute"`
+	Exploration       float64    `yaml:"exploration"`
+	Cost              Cost       `yaml:"cost"`
+	Stale             Stale      `yaml:"stale"`
+	Passive           Passive    `yaml:"passive"`
+	Probe             Probe      `yaml:"probe"`
+	Flap              Flap       `yaml:"flap"`
+	Poison            Poison     `yaml:"poison"`
+}
+
+// Weights is steering.Weights.
+type Weights struct {
+	StartupP50 float64 `yaml:"startup_p50"`
+	StartupP90 float64 `yaml:"startup_p90"`
+	Rebuffer   float64 `yaml:"rebuffer"`
+	Failure    float64 `yaml:"failure"`
+	EBVS       float64 `yaml:"ebvs"`
+	Bitrate    float64 `yaml:"bitrate"`
+	TTFB       float64 `yaml:"ttfb"`
+	Throughput float64 `yaml:"throughput"`
+}
+
+// Hysteresis is steering.Hysteresis.
+type Hysteresis struct {
+	Margin float64  `yaml:"margin"`
+	Dwell  Duration `yaml:"dwell"`
+}
+
+// Cost is steering.Cost.
+type Cost struct {
+	Margin float64 `yaml:"margin"`
+}
+
+// Stale is steering.Stale.
+type Stale struct {
+	Freeze Duration `yaml:"freeze"`
+	Static Duration `yaml:"static"`
+}
+
+// Passive is steering.Passive.
+type Passive struct {
+	FailureRate    float64  `yaml:"failure_rate"`
+	MinAttempts    float64  `yaml:"min_attempts"`
+	MinBeacons     float64  `yaml:"min_beacons"`
+	EvacuateMargin float64  `yaml:"evacuate_margin"`
+	Retry          Duration `yaml:"retry"`
+}
+
+// Probe is steering.Probe: how often and how patiently the health URLs
+// are probed, and the fall/rise thresholds the engine applies.
+type Probe struct {
+	Interval Duration `yaml:"interval"`
+	Timeout  Duration `yaml:"timeout"`
+	Fall     int      `yaml:"fall"`
+	Rise     int      `yaml:"rise"`
+}
+
+// Flap is steering.Flap.
+type Flap struct {
+	HalfLife Duration `yaml:"half_life"`
+	Suppress float64  `yaml:"suppress"`
+}
+
+// Poison is steering.Poison.
+type Poison struct {
+	ClientCap  float64 `yaml:"client_cap"`
+	AttemptCap float64 `yaml:"attempt_cap"`
+}
+
+// steeringOf is the inverse of Config.Policy.
+func steeringOf(p steering.Policy) Steering {
+	w := p.Weights
+	return Steering{
+		Weights: Weights{
+			StartupP50: w.StartupP50, StartupP90: w.StartupP90, Rebuffer: w.Rebuffer, Failure: w.Failure,
+			EBVS: w.EBVS, Bitrate: w.Bitrate, TTFB: w.TTFB, Throughput: w.Throughput,
+		},
+		HalfLife:          Duration(p.HalfLife),
+		FastHalfLife:      Duration(p.FastHalfLife),
+		MinSamples:        p.MinSamples,
+		Hysteresis:        Hysteresis{Margin: p.Hysteresis.Margin, Dwell: Duration(p.Hysteresis.Dwell)},
+		MaxShiftPerMinute: p.MaxShiftPerMinute,
+		Exploration:       p.Exploration,
+		Cost:              Cost{Margin: p.Cost.Margin},
+		Stale:             Stale{Freeze: Duration(p.Stale.Freeze), Static: Duration(p.Stale.Static)},
+		Passive: Passive{
+			FailureRate: p.Passive.FailureRate, MinAttempts: p.Passive.MinAttempts, MinBeacons: p.Passive.MinBeacons,
+			EvacuateMargin: p.Passive.EvacuateMargin, Retry: Duration(p.Passive.Retry),
+		},
+		Probe: Probe{
+			Interval: Duration(p.Probe.Interval), Timeout: Duration(p.Probe.Timeout), Fall: p.Probe.Fall, Rise: p.Probe.Rise,
+		},
+		Flap:   Flap{HalfLife: Duration(p.Flap.HalfLife), Suppress: p.Flap.Suppress},
+		Poison: Poison{ClientCap: p.Poison.ClientCap, AttemptCap: p.Poison.AttemptCap},
+	}
+}
+
+// Catalog is the static world the engine steers in.
+func (c Config) Catalog() steering.Catalog {
+	cat := steering.Catalog{
+		CDNs:     make([]steering.CDN, 0, len(c.CDNs)),
+		Services: make([]steering.Service, 0, len(c.Services)),
+	}
+	for _, d := range c.CDNs {
+		cat.CDNs = append(cat.CDNs, steering.CDN{
+			Name: d.Name, Host: d.Host,
+			PricePerGB: d.PricePerGB, CommitGBPerMonth: d.CommitGBPerMonth, MaxShare: d.MaxShare,
+		})
+	}
+	for _, s := range c.Services {
+		cat.Services = append(cat.Services, steering.Service{Name: s.Name, CDNs: slices.Clone(s.CDNs)})
+	}
+	return cat
+}
+
+// Policy is the steering section as the engine's type.
+func (c Config) Policy() steering.Policy {
+	s := c.Steering
+	w := s.Weights
+	return steering.Policy{
+		Weights: steering.Weights{
+			StartupP50: w.StartupP50, StartupP90: w.StartupP90, Rebuffer: w.Rebuffer, Failure: w.Failure,
+			EBVS: w.EBVS, Bitrate: w.Bitrate, TTFB: w.TTFB, Throughput: w.Throughput,
+		},
+		HalfLife:          s.HalfLife.D(),
+		FastHalfLife:      s.FastHalfLife.D(),
+		MinSamples:        s.MinSamples,
+		Hysteresis:        steering.Hysteresis{Margin: s.Hysteresis.Margin, Dwell: s.Hysteresis.Dwell.D()},
+		MaxShiftPerMinute: s.MaxShiftPerMinute,
+		Exploration:       s.Exploration,
+		Cost:              steering.Cost{Margin: s.Cost.Margin},
+		Stale:             steering.Stale{Freeze: s.Stale.Freeze.D(), Static: s.Stale.Static.D()},
+		Passive: steering.Passive{
+			FailureRate: s.Passive.FailureRate, MinAttempts: s.Passive.MinAttempts, MinBeacons: s.Passive.MinBeacons,
+			EvacuateMargin: s.Passive.EvacuateMargin, Retry: s.Passive.Retry.D(),
+		},
+		Probe: steering.Probe{
+			Interval: s.Probe.Interval.D(), Timeout: s.Probe.Timeout.D(), Fall: s.Probe.Fall, Rise: s.Probe.Rise,
+		},
+		Flap:   steering.Flap{HalfLife: s.Flap.HalfLife.D(), Suppress: s.Flap.Suppress},
+		Poison: steering.Poison{ClientCap: s.Poison.ClientCap, AttemptCap: s.Poison.AttemptCap},
+	}
+}
+
 // Geo locates clients. No coverage file means the shipped demo coverage.
 type Geo struct {
 	Coverage string            `yaml:"coverage"`
@@ -126,6 +319,7 @@ func Default() Config {
 			ClientID:        "cdnpilot",
 			BeaconsTopic:    "cdnpilot.beacons.v1",
 			DeadLetterTopic: "cdnpilot.beacons.dlq",
+			RankingsTopic:   "cdnpilot.rankings.v1",
 			Partitions:      6,
 			Compression:     "lz4",
 			BatchTimeout:    Duration(10 * time.Millisecond),
@@ -153,7 +347,31 @@ func Default() Config {
 			BatchInterval: Duration(time.Second),
 			InsertTimeout: Duration(30 * time.Second),
 		},
-		Demo: Demo{Viewers: 300, Seed: 1},
+		Score:    Score{GroupID: "cdnpilot-scorer", Interval: Duration(time.Second)},
+		CDNs:     demoCDNs(),
+		Services: demoServices(),
+		// The engine's defaults, so config and engine cannot disagree;
+		// the example file spells them out, and a test holds them equal.
+		Steering: steeringOf(steering.DefaultPolicy()),
+		Demo:     Demo{Viewers: 300, Seed: 1},
+	}
+}
+
+// demoCDNs and demoServices are the demo world: three CDNs that differ in
+// price, two services that prefer different ones. Fresh slices each call,
+// so no two Configs share them.
+func demoCDNs() []CDN {
+	return []CDN{
+		{Name: "cdn-a", Host: "cdn-a.demo.cdnpilot.test", PricePerGB: 0.004, CommitGBPerMonth: 50000},
+		{Name: "cdn-b", Host: "cdn-b.demo.cdnpilot.test", PricePerGB: 0.006},
+		{Name: "cdn-c", Host: "cdn-c.demo.cdnpilot.test", PricePerGB: 0.003},
+	}
+}
+
+func demoServices() []Service {
+	return []Service{
+		{Name: "vod", CDNs: []string{"cdn-a", "cdn-b", "cdn-c"}},
+		{Name: "live", CDNs: []string{"cdn-b", "cdn-a", "cdn-c"}},
 	}
 }
 
@@ -170,6 +388,21 @@ func Parse(data []byte) (Config, error) {
 	var extra any
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return Config{}, errors.New("parse config: more than one YAML document")
+	}
+	// The catalog is one unit: a file that sets cdns or services replaces
+	// both defaults, and Validate says which one is then missing.
+	var set struct {
+		CDNs     yaml.Node `yaml:"cdns"`
+		Services yaml.Node `yaml:"services"`
+	}
+	if err := yaml.Unmarshal(data, &set); err != nil {
+		return Config{}, fmt.Errorf("parse config: %w", cleanYAMLError(err))
+	}
+	switch {
+	case set.CDNs.Kind != 0 && set.Services.Kind == 0:
+		cfg.Services = nil
+	case set.CDNs.Kind == 0 && set.Services.Kind != 0:
+		cfg.CDNs = nil
 	}
 	return cfg, nil
 }
@@ -340,6 +573,26 @@ func (c Config) Validate() error {
 	if c.Consume.InsertTimeout <= 0 {
 		bad("consume.insert_timeout", "must be positive")
 	}
+	if c.Kafka.RankingsTopic == "" {
+		bad("kafka.rankings_topic", "required")
+	} else if c.Kafka.RankingsTopic == c.Kafka.BeaconsTopic || c.Kafka.RankingsTopic == c.Kafka.DeadLetterTopic {
+		bad("kafka.rankings_topic", "must differ from kafka.beacons_topic and kafka.dead_letter_topic")
+	}
+
+	if c.Score.GroupID == "" {
+		bad("score.group_id", "required")
+	} else if c.Score.GroupID == c.Consume.GroupID {
+		bad("score.group_id", "must differ from consume.group_id: one group would split the beacons between the roles")
+	}
+	if c.Score.Interval <= 0 {
+		bad("score.interval", "must be positive")
+	} else if c.Score.Interval >= c.Steering.Stale.Freeze && c.Steering.Stale.Freeze > 0 {
+		bad("score.interval", "%s is not shorter than steering.stale.freeze (%s): every snapshot would be stale before the next", c.Score.Interval, c.Steering.Stale.Freeze)
+	}
+
+	errs = append(errs, c.validateCatalog()...)
+	errs = append(errs, c.validateSteering()...)
+
 	for country, region := range c.Geo.Regions {
 		if len(country) != 2 || strings.ToUpper(country) != country {
 			bad("geo.regions", "key %q is not an ISO 3166-1 alpha-2 code", country)
@@ -352,6 +605,184 @@ func (c Config) Validate() error {
 		bad("demo.viewers", "%d is not in 0..100000", c.Demo.Viewers)
 	}
 	return errors.Join(errs...)
+}
+
+// validateCatalog checks cdns and services key by key, then hands the
+// catalog to steering.Catalog.Validate, the engine's own rule.
+func (c Config) validateCatalog() []error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if len(c.CDNs) == 0 {
+		bad("cdns", "required: at least one CDN")
+	}
+	cdns := make(map[string]bool, len(c.CDNs))
+	for i, d := range c.CDNs {
+		key := fmt.Sprintf("cdns[%d]", i)
+		switch {
+		case !nameRE.MatchString(d.Name):
+			bad(key+".name", "%q is not a name (a-z, 0-9 and -, starting with a letter or digit, at most 63)", d.Name)
+		case cdns[d.Name]:
+			bad(key+".name", "%q is repeated", d.Name)
+		}
+		cdns[d.Name] = true
+		if err := checkHost(d.Host); err != nil {
+			bad(key+".host", "%v", err)
+		}
+		if d.HealthURL != "" {
+			if err := checkHealthURL(d.HealthURL); err != nil {
+				bad(key+".health_url", "%v", err)
+			}
+		}
+		if !finite(d.PricePerGB) || d.PricePerGB < 0 {
+			bad(key+".price_per_gb", "%v is not a number ≥ 0", d.PricePerGB)
+		}
+		if !finite(d.CommitGBPerMonth) || d.CommitGBPerMonth < 0 {
+			bad(key+".commit_gb_per_month", "%v is not a number ≥ 0", d.CommitGBPerMonth)
+		}
+		if !finite(d.MaxShare) || d.MaxShare < 0 || d.MaxShare > 1 {
+			bad(key+".max_share", "%v is not in 0..1 (0: no cap)", d.MaxShare)
+		}
+	}
+
+	if len(c.Services) == 0 {
+		bad("services", "required: at least one service")
+	}
+	svcs := make(map[string]bool, len(c.Services))
+	for i, s := range c.Services {
+		key := fmt.Sprintf("services[%d]", i)
+		switch {
+		case !nameRE.MatchString(s.Name):
+			bad(key+".name", "%q is not a name (a-z, 0-9 and -, starting with a letter or digit, at most 63)", s.Name)
+		case svcs[s.Name]:
+			bad(key+".name", "%q is repeated", s.Name)
+		}
+		svcs[s.Name] = true
+		switch {
+		case len(s.CDNs) == 0:
+			bad(key+".cdns", "required: at least one CDN")
+		case len(s.CDNs) > steering.MaxCDNs:
+			bad(key+".cdns", "%d CDNs, at most %d", len(s.CDNs), steering.MaxCDNs)
+		}
+		seen := make(map[string]bool, len(s.CDNs))
+		for j, n := range s.CDNs {
+			switch {
+			case !cdns[n] && len(c.CDNs) > 0: // no cdns at all is reported once, above
+				bad(fmt.Sprintf("%s.cdns[%d]", key, j), "%q is not in cdns", n)
+			case seen[n]:
+				bad(fmt.Sprintf("%s.cdns[%d]", key, j), "%q is listed twice", n)
+			}
+			seen[n] = true
+		}
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	// The checks above cover the engine's rule today; should it grow, its
+	// error still stops a bad catalog, under the keys it concerns.
+	if err := c.Catalog().Validate(); err != nil {
+		return []error{fmt.Errorf("cdns, services: %w", err)}
+	}
+	return nil
+}
+
+// validateSteering checks that every number is finite (steering's range
+// checks let NaN through), then applies steering.Policy.Validate, whose
+// errors name the key under steering. It reports the first problem only.
+func (c Config) validateSteering() []error {
+	s := c.Steering
+	w := s.Weights
+	for _, f := range []struct {
+		key string
+		v   float64
+	}{
+		{"weights.startup_p50", w.StartupP50}, {"weights.startup_p90", w.StartupP90},
+		{"weights.rebuffer", w.Rebuffer}, {"weights.failure", w.Failure}, {"weights.ebvs", w.EBVS},
+		{"weights.bitrate", w.Bitrate}, {"weights.ttfb", w.TTFB}, {"weights.throughput", w.Throughput},
+		{"min_samples", s.MinSamples}, {"hysteresis.margin", s.Hysteresis.Margin},
+		{"max_shift_per_minute", s.MaxShiftPerMinute}, {"exploration", s.Exploration},
+		{"cost.margin", s.Cost.Margin}, {"passive.failure_rate", s.Passive.FailureRate},
+		{"passive.min_attempts", s.Passive.MinAttempts}, {"passive.min_beacons", s.Passive.MinBeacons},
+		{"passive.evacuate_margin", s.Passive.EvacuateMargin},
+		{"flap.suppress", s.Flap.Suppress}, {"poison.client_cap", s.Poison.ClientCap},
+		{"poison.attempt_cap", s.Poison.AttemptCap},
+	} {
+		if !finite(f.v) {
+			return []error{fmt.Errorf("steering.%s: %v is not a finite number", f.key, f.v)}
+		}
+	}
+	if err := c.Policy().Validate(); err != nil {
+		return []error{fmt.Errorf("steering.%w", err)}
+	}
+	return nil
+}
+
+func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
+
+// nameRE is the rule for CDN and service names: they appear in DNS
+// labels, metric labels, URLs and content steering pathway ids.
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+
+// checkHost accepts a hostname or IP address, optionally with a port: the
+// place a steered client is sent.
+func checkHost(h string) error {
+	if h == "" {
+		return errors.New("required")
+	}
+	host := h
+	if strings.Contains(h, ":") {
+		hp, port, err := net.SplitHostPort(h)
+		if err != nil {
+			return fmt.Errorf("%q is not a hostname or host:port", h)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("%q: port %q is not in 1..65535", h, port)
+		}
+		host = hp
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return nil
+	}
+	if !validHostname(host) {
+		return fmt.Errorf("%q is not a hostname or host:port", h)
+	}
+	return nil
+}
+
+// validHostname: dot-separated labels of letters, digits and hyphens, no
+// label longer than 63 or starting or ending with a hyphen, at most 253.
+func validHostname(h string) bool {
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(h, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// checkHealthURL wants what an HTTP probe can fetch: an absolute http(s)
+// URL with a host.
+func checkHealthURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a URL", s)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("%q is not an absolute http(s) URL", s)
+	}
+	if _, err := netip.ParseAddr(u.Hostname()); err != nil && !validHostname(u.Hostname()) {
+		return fmt.Errorf("%q has no valid host", s)
+	}
+	return nil
 }
 
 // identRE is the identifier rule of the analytics schema, which splices

@@ -3,9 +3,14 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/cdnpilot/cdnpilot/steering"
 )
 
 func TestExampleIsValidAndMatchesDefaults(t *testing.T) {
@@ -17,11 +22,105 @@ func TestExampleIsValidAndMatchesDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The example documents the defaults; drift means one of them lies.
-	def := Default()
-	if cfg.HTTPAddr != def.HTTPAddr || cfg.Kafka.BeaconsTopic != def.Kafka.BeaconsTopic ||
-		cfg.Consume.BatchRows != def.Consume.BatchRows || cfg.Ingest.MaxBodyBytes != def.Ingest.MaxBodyBytes ||
-		cfg.Kafka.BatchTimeout != def.Kafka.BatchTimeout || cfg.Demo.Viewers != def.Demo.Viewers {
-		t.Fatalf("example and Default() disagree:\n%+v\n%+v", cfg, def)
+	// Compared as YAML so an empty list in the file equals a nil default.
+	got, want := marshal(t, cfg), marshal(t, Default())
+	if got != want {
+		t.Fatalf("example and Default() disagree:\nexample:\n%s\nDefault():\n%s", got, want)
+	}
+}
+
+func marshal(t *testing.T, c Config) string {
+	t.Helper()
+	b, err := yaml.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestDefaultPolicyIsSteeringDefault(t *testing.T) {
+	want := steering.DefaultPolicy()
+	if got := Default().Policy(); got != want {
+		t.Errorf("Default().Policy() = %+v\nsteering.DefaultPolicy() = %+v", got, want)
+	}
+	example, err := Parse(Example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := example.Policy(); got != want {
+		t.Errorf("the example's policy = %+v\nsteering.DefaultPolicy() = %+v", got, want)
+	}
+}
+
+func TestCatalog(t *testing.T) {
+	cfg := Default()
+	cat := cfg.Catalog()
+	if err := cat.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	want := steering.Catalog{
+		CDNs: []steering.CDN{
+			{Name: "cdn-a", Host: "cdn-a.demo.cdnpilot.test", PricePerGB: 0.004, CommitGBPerMonth: 50000},
+			{Name: "cdn-b", Host: "cdn-b.demo.cdnpilot.test", PricePerGB: 0.006},
+			{Name: "cdn-c", Host: "cdn-c.demo.cdnpilot.test", PricePerGB: 0.003},
+		},
+		Services: []steering.Service{
+			{Name: "vod", CDNs: []string{"cdn-a", "cdn-b", "cdn-c"}},
+			{Name: "live", CDNs: []string{"cdn-b", "cdn-a", "cdn-c"}},
+		},
+	}
+	if !reflect.DeepEqual(cat, want) {
+		t.Fatalf("Catalog() = %+v, want %+v", cat, want)
+	}
+	// The engine may keep the catalog; it must not share arrays with cfg.
+	cat.Services[0].CDNs[0] = "changed"
+	if cfg.Services[0].CDNs[0] != "cdn-a" {
+		t.Fatal("Catalog() shares the services' CDN lists with the config")
+	}
+	// Two Configs do not share the demo lists either.
+	other := Default()
+	other.CDNs[0].Name = "changed"
+	if Default().CDNs[0].Name != "cdn-a" {
+		t.Fatal("Default() hands out shared CDN lists")
+	}
+}
+
+func TestPolicyMapsEveryField(t *testing.T) {
+	// Steering with a value in every field must map to a Policy with no
+	// zero field (a field Policy() forgets would stay zero) and back.
+	s := Steering{
+		Weights:           Weights{1, 2, 3, 4, 5, 6, 7, 8},
+		HalfLife:          1,
+		FastHalfLife:      2,
+		MinSamples:        3,
+		Hysteresis:        Hysteresis{Margin: 4, Dwell: 5},
+		MaxShiftPerMinute: 6,
+		Exploration:       7,
+		Cost:              Cost{Margin: 8},
+		Stale:             Stale{Freeze: 9, Static: 10},
+		Passive:           Passive{FailureRate: 11, MinAttempts: 12, MinBeacons: 13, EvacuateMargin: 14, Retry: 15},
+		Probe:             Probe{Interval: 16, Timeout: 17, Fall: 18, Rise: 19},
+		Flap:              Flap{HalfLife: 20, Suppress: 21},
+		Poison:            Poison{ClientCap: 22, AttemptCap: 23},
+	}
+	assertNoZero(t, "Steering", reflect.ValueOf(s)) // the test itself is complete
+	p := Config{Steering: s}.Policy()
+	assertNoZero(t, "Policy", reflect.ValueOf(p))
+	if back := steeringOf(p); back != s {
+		t.Errorf("steeringOf(Policy()) = %+v, want %+v", back, s)
+	}
+}
+
+func assertNoZero(t *testing.T, path string, v reflect.Value) {
+	t.Helper()
+	if v.Kind() == reflect.Struct {
+		for i := range v.NumField() {
+			assertNoZero(t, path+"."+v.Type().Field(i).Name, v.Field(i))
+		}
+		return
+	}
+	if v.IsZero() {
+		t.Errorf("%s is zero", path)
 	}
 }
 
@@ -45,14 +144,30 @@ func TestGoodFixtures(t *testing.T) {
 
 func TestBadFixtures(t *testing.T) {
 	want := map[string]string{
-		"unknown_key.yaml":     "line 3: unknown key brokerz",
-		"bad_duration.yaml":    `line 2: "fast" is not a duration`,
-		"bad_compression.yaml": `kafka.compression: "brotli"`,
-		"bad_proxy.yaml":       "ingest.trusted_proxies[0]",
-		"bad_addr.yaml":        `http_addr: "8080" is not host:port`,
-		"wrong_type.yaml":      "line 1",
-		"two_docs.yaml":        "more than one YAML document",
-		"syntax.yaml":          "line",
+		"unknown_key.yaml":          "line 3: unknown key brokerz",
+		"bad_duration.yaml":         `line 2: "fast" is not a duration`,
+		"bad_compression.yaml":      `kafka.compression: "brotli"`,
+		"bad_proxy.yaml":            "ingest.trusted_proxies[0]",
+		"bad_addr.yaml":             `http_addr: "8080" is not host:port`,
+		"wrong_type.yaml":           "line 1",
+		"two_docs.yaml":             "more than one YAML document",
+		"syntax.yaml":               "line",
+		"steering_unknown_key.yaml": "line 4: unknown key dwel",
+		"negative_weight.yaml":      "steering.weights.rebuffer: -0.3 is not a finite, non-negative number",
+		"nan_weight.yaml":           "steering.weights.ttfb: NaN is not a finite number",
+		"unknown_service_cdn.yaml":  `services[1].cdns[1]: "cloudfront" is not in cdns`,
+		"service_cdn_twice.yaml":    `services[0].cdns[2]: "akamai" is listed twice`,
+		"duplicate_cdn.yaml":        `cdns[1].name: "akamai" is repeated`,
+		"stale_static.yaml":         "steering.stale.static: 30s must be longer than stale.freeze",
+		"health_url.yaml":           `cdns[0].health_url: "example.akamaized.net/health" is not an absolute http(s) URL`,
+		"bad_host.yaml":             `cdns[0].host: "https://example.akamaized.net/"`,
+		"bad_cdn_name.yaml":         `cdns[0].name: "Akamai_1" is not a name`,
+		"services_missing.yaml":     "services: required",
+		"max_share.yaml":            "cdns[0].max_share: 1.5 is not in 0..1",
+		"probe_timeout.yaml":        "steering.probe.timeout: 5s must be positive and at most probe.interval",
+		"score_group.yaml":          "score.group_id: must differ from consume.group_id",
+		"score_interval.yaml":       "score.interval: 1m0s is not shorter than steering.stale.freeze",
+		"rankings_topic.yaml":       "kafka.rankings_topic: must differ",
 	}
 	files, _ := filepath.Glob("testdata/bad/*.yaml")
 	if len(files) != len(want) {
@@ -107,11 +222,92 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	cfg.Consume.BatchRows = 0
 	cfg.Ingest.CORSOrigins = []string{"example.com"}
 	cfg.Kafka.BatchTimeout = Duration(2 * time.Second)
+	cfg.CDNs[1].Host = "bad host"
+	cfg.Services[1].CDNs = nil
+	cfg.Steering.Exploration = 0.5
 	err := cfg.Validate()
-	for _, key := range []string{"kafka.partitions", "consume.batch_rows", "ingest.cors_origins[0]", "kafka.batch_timeout"} {
+	for _, key := range []string{
+		"kafka.partitions", "consume.batch_rows", "ingest.cors_origins[0]", "kafka.batch_timeout",
+		"cdns[1].host", "services[1].cdns", "steering.exploration",
+	} {
 		if err == nil || !strings.Contains(err.Error(), key) {
 			t.Errorf("missing %s in %v", key, err)
 		}
+	}
+}
+
+func TestCheckHost(t *testing.T) {
+	for _, tc := range []struct {
+		host string
+		ok   bool
+	}{
+		{"cdn-a.demo.cdnpilot.test", true},
+		{"example.akamaized.net:8443", true},
+		{"Example.COM", true},
+		{"localhost", true},
+		{"192.0.2.1", true},
+		{"192.0.2.1:80", true},
+		{"[2001:db8::1]:443", true},
+		{"2001:db8::1", false}, // ambiguous in a URL: [2001:db8::1]:443
+		{"", false},
+		{"bad host", false},
+		{"https://example.com", false},
+		{"example.com/path", false},
+		{"-example.com", false},
+		{"example-.com", false},
+		{"example..com", false},
+		{"example.com.", false},
+		{"example.com:0", false},
+		{"example.com:http", false},
+		{"example.com:99999", false},
+		{strings.Repeat("a", 64) + ".com", false},
+		{strings.Repeat("abcdefgh.", 30) + "com", false},
+		{"ex_ample.com", false},
+	} {
+		if err := checkHost(tc.host); (err == nil) != tc.ok {
+			t.Errorf("checkHost(%q) = %v, want ok=%v", tc.host, err, tc.ok)
+		}
+	}
+}
+
+func TestCheckHealthURL(t *testing.T) {
+	for _, tc := range []struct {
+		url string
+		ok  bool
+	}{
+		{"https://cdn.example.com/health", true},
+		{"http://192.0.2.1:8080/healthz?x=1", true},
+		{"http://[2001:db8::1]/health", true},
+		{"ftp://cdn.example.com/health", false},
+		{"/health", false},
+		{"cdn.example.com/health", false},
+		{"https:///health", false},
+		{"https://bad_host/health", false},
+		{"http://cdn.example.com:port/", false},
+	} {
+		if err := checkHealthURL(tc.url); (err == nil) != tc.ok {
+			t.Errorf("checkHealthURL(%q) = %v, want ok=%v", tc.url, err, tc.ok)
+		}
+	}
+}
+
+func TestCatalogIsOneUnit(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml, want string
+	}{
+		{"cdns only", "cdns: [{name: x, host: x.example.com}]\n", "services: required"},
+		{"services only", "services: [{name: vod, cdns: [x]}]\n", "cdns: required"},
+		{"empty cdns", "cdns: []\n", "cdns: required"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := Parse([]byte(tc.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Validate() = %v, want %q", err, tc.want)
+			}
+		})
 	}
 }
 

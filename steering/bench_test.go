@@ -1,0 +1,113 @@
+package steering
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// benchWorld is a service with nCDN CDNs, nRegion regions and nASN ASNs per
+// region, every (cdn, region, asn) window holding data.
+func benchWorld(tb testing.TB, nCDN, nRegion, nASN int) (*Engine, time.Time) {
+	tb.Helper()
+	var cat Catalog
+	var names []string
+	for i := range nCDN {
+		n := fmt.Sprintf("cdn-%02d", i)
+		names = append(names, n)
+		cat.CDNs = append(cat.CDNs, CDN{Name: n, Host: n + ".example", PricePerGB: float64(i%5) / 1000})
+	}
+	cat.Services = []Service{{Name: "vod", CDNs: names}}
+	pol := DefaultPolicy()
+	pol.MinSamples = 2 // every ASN window decides for itself: the most work
+	e, err := NewEngine(cat, pol, t0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	regions := make([]string, nRegion)
+	countries := make([]string, nRegion)
+	for r := range nRegion {
+		regions[r] = fmt.Sprintf("region-%03d", r)
+		countries[r] = fmt.Sprintf("C%02d", r%60)
+	}
+	now := t0
+	var client uint64
+	for r, region := range regions {
+		for a := range nASN {
+			loc := Location{Region: region, Country: countries[r], ASN: uint32(64512 + a)}
+			for c, cdn := range names {
+				client++
+				start := Observation{At: now, Service: "vod", CDN: cdn, Location: loc, Client: client, Kind: KindViewStart,
+					StartupMS: uint32(600 + 37*c + 11*a), BitrateKbps: 3000, ThroughputKbps: uint32(8000 + 100*c), TTFBMS: uint32(30 + c)}
+				hb := Observation{At: now, Service: "vod", CDN: cdn, Location: loc, Client: client, Kind: KindHeartbeat,
+					PlayedMS: 5000, RebufferMS: uint32((c * a) % 50), BitrateKbps: 3000}
+				if err := e.Observe(&start); err != nil {
+					tb.Fatal(err)
+				}
+				if err := e.Observe(&hb); err != nil {
+					tb.Fatal(err)
+				}
+			}
+		}
+	}
+	return e, now
+}
+
+// BenchmarkTick: a full ranking recompute of 20 CDNs x 300 regions x 50
+// ASNs (15,000 ASN scopes, 300,000 leaf windows). Goal: < 50 ms.
+// "all dirty" has new data in every window since the last tick (every
+// quantile recomputed); "steady" is the tick after, with none.
+func BenchmarkTick(b *testing.B) {
+	e, now := benchWorld(b, 20, 300, 50)
+	e.Tick(now) // the first tick creates every scope's state
+	b.Run("all-dirty", func(b *testing.B) {
+		for b.Loop() {
+			b.StopTimer()
+			for _, w := range e.windows {
+				w.dirty = true
+				e.dirty = append(e.dirty, w)
+			}
+			b.StartTimer()
+			now = now.Add(time.Second)
+			e.Tick(now)
+		}
+	})
+	b.Run("steady", func(b *testing.B) {
+		for b.Loop() {
+			now = now.Add(time.Second)
+			e.Tick(now)
+		}
+	})
+}
+
+// BenchmarkDecide: the hot path of every steering node. Goal: >= 2M
+// decisions/s per core, 0 allocations.
+func BenchmarkDecide(b *testing.B) {
+	e, now := benchWorld(b, 5, 20, 5)
+	tbl, err := NewTable(e.cat, e.pol.Stale, func() time.Time { return now })
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, s := range e.Tick(now) {
+		if err := tbl.Store(s); err != nil {
+			b.Fatal(err)
+		}
+	}
+	ids := make([]string, 1024)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("view-%016x", i*7919)
+	}
+	qs := make([]Query, 1024)
+	for i := range qs {
+		qs[i] = Query{Service: "vod", Location: Location{Region: fmt.Sprintf("region-%03d", i%20), Country: fmt.Sprintf("C%02d", i%20), ASN: uint32(64512 + i%7)}, ViewID: ids[i]}
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, err := tbl.Decide(qs[i&1023]); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "decisions/s")
+}

@@ -1,0 +1,1191 @@
+package steering
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"runtime"
+	"slices"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// ProbeResult is one active HTTP probe of a CDN's health URL.
+type ProbeResult struct {
+	CDN    string
+	At     time.Time
+	OK     bool
+	Detail string // why not OK ("status 503", "timeout after 2s")
+}
+
+// ErrUnknownCDN is returned for an observation or probe of a CDN the
+// catalog does not list for its service.
+var ErrUnknownCDN = errors.New("unknown cdn")
+
+// Engine turns observations, probe results and overrides into ranking
+// snapshots. It is safe for concurrent use; Tick is meant to be called by
+// one goroutine once per interval (the scorer's), with the time of the
+// observations (the server receive time), so tests and the simulator can
+// drive it on a virtual clock.
+type Engine struct {
+	cat Catalog
+	pol Policy
+
+	mu        sync.Mutex
+	slow      decay
+	fast      decay
+	svcs      map[string]*svcState
+	windows   map[winKey]*window
+	clients   map[uint64]*clientCount
+	probes    map[string]*probeState
+	usage     map[string]*usage
+	overrides []Override
+	winGen    uint64    // bumped when a window is created
+	dirty     []*window // windows with samples since the last tick
+	workers   []*worker
+	version   uint64
+	lastTick  time.Time
+}
+
+// clientCount is the forward-decayed weight a client network has
+// contributed under both decays.
+type clientCount struct{ slow, fast, slowA, fastA float64 }
+
+type winKey struct {
+	scope Scope
+	cdn   string
+}
+
+type svcState struct {
+	svc    Service
+	idx    map[string]int // cdn name -> index in svc.CDNs
+	prices []float64
+	hosts  []string
+	seeds  []uint64
+	// per CDN from the catalog
+	maxShare, commit []float64
+	anyMaxShare      bool
+	scopes           map[Scope]*scopeState
+	sorted           []*scopeState // parents before children; rebuilt when scopes are added
+	// fresh is the newest observation of the service: when it is older
+	// than stale.freeze the inputs are stale.
+	fresh time.Time
+}
+
+// scopeState is what a scope remembers between ticks.
+type scopeState struct {
+	scope       Scope
+	loc         Location // for the parent chain (country of a region)
+	shares      []float64
+	leader      int // -1: none yet
+	challenger  int
+	since       time.Time
+	leaderAt    time.Time
+	health      []Health
+	penalty     []float64 // flap damping, decayed from penaltyAt
+	penaltyAt   []time.Time
+	suppressed  []bool
+	chainScopes []Scope   // the scope and its parents, most specific first
+	chain       []*window // [cdn*len(chainScopes)+level]; nil until the window exists
+	chainGen    uint64
+	passive     []Health // passive health, sticky between ticks
+	passiveAt   []time.Time
+	passiveWhy  []string
+	// ranked: an ASN scope ranks only once a window of it has enough
+	// data; until then its clients use the region ranking.
+	ranked bool
+}
+
+type probeState struct {
+	up          bool
+	known       bool
+	fails, oks  int
+	detail      string
+	lastChanged time.Time
+}
+
+type usage struct {
+	month int // year*12+month of the accumulation
+	gb    float64
+}
+
+// NewEngine starts an engine with no data; its decay landmark is now.
+func NewEngine(cat Catalog, pol Policy, now time.Time) (*Engine, error) {
+	if err := cat.Validate(); err != nil {
+		return nil, fmt.Errorf("catalog: %w", err)
+	}
+	if err := pol.Validate(); err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	e := &Engine{
+		cat: cat, pol: pol,
+		slow: newDecay(now, pol.HalfLife), fast: newDecay(now, pol.FastHalfLife),
+		svcs: map[string]*svcState{}, windows: map[winKey]*window{}, clients: map[uint64]*clientCount{},
+		probes: map[string]*probeState{}, usage: map[string]*usage{},
+	}
+	for _, s := range cat.Services {
+		st := &svcState{svc: s, idx: map[string]int{}, scopes: map[Scope]*scopeState{}}
+		for i, n := range s.CDNs {
+			st.idx[n] = i
+			c := cat.cdn(n)
+			st.prices = append(st.prices, c.PricePerGB)
+			st.hosts = append(st.hosts, c.Host)
+			st.seeds = append(st.seeds, seedOf(n))
+			st.maxShare = append(st.maxShare, c.MaxShare)
+			st.anyMaxShare = st.anyMaxShare || c.MaxShare > 0
+			st.commit = append(st.commit, c.CommitGBPerMonth)
+		}
+		e.svcs[s.Name] = st
+		st.scope(Scope{Service: s.Name}, Location{})
+	}
+	return e, nil
+}
+
+func (c Catalog) cdn(name string) CDN {
+	for _, d := range c.CDNs {
+		if d.Name == name {
+			return d
+		}
+	}
+	return CDN{Name: name}
+}
+
+func (st *svcState) scope(sc Scope, loc Location) *scopeState {
+	if s, ok := st.scopes[sc]; ok {
+		return s
+	}
+	n := len(st.svc.CDNs)
+	s := &scopeState{scope: sc, loc: loc, leader: -1, challenger: -1,
+		health: make([]Health, n), penalty: make([]float64, n), penaltyAt: make([]time.Time, n), suppressed: make([]bool, n),
+		ranked: sc.Level != LevelASN}
+	for i := range s.health {
+		s.health[i] = HealthUnknown
+	}
+	st.scopes[sc] = s
+	return s
+}
+
+// Observe folds one beacon into the windows of every scope it belongs to.
+func (e *Engine) Observe(o *Observation) error {
+	st, ok := e.svcs[o.Service]
+	if !ok {
+		return fmt.Errorf("%q: %w", o.Service, ErrUnknownService)
+	}
+	if _, ok := st.idx[o.CDN]; !ok {
+		return fmt.Errorf("%q for service %q: %w", o.CDN, o.Service, ErrUnknownCDN)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if o.At.After(st.fresh) {
+		st.fresh = o.At
+	}
+	gs, gf := e.slow.g(o.At), e.fast.g(o.At)
+	// Poisoning: a client network may contribute at most ClientCap
+	// decayed beacons' worth of weight to the windows, and AttemptCap play
+	// attempts' worth (a viewer starts a view every few minutes at most);
+	// past that its beacons count for nothing until the budget refills
+	// with the decay. The fast windows get the same caps on the same rate.
+	w, f := gs, gf
+	if o.Client != 0 {
+		c := e.clients[o.Client]
+		if c == nil {
+			c = &clientCount{}
+			e.clients[o.Client] = c
+		}
+		ratio := e.pol.FastHalfLife.Seconds() / e.pol.HalfLife.Seconds()
+		budget := func(used *float64, g, limit float64) float64 {
+			k := min(1, max(0, limit-*used/g))
+			*used += k * g
+			return k
+		}
+		ws := budget(&c.slow, gs, e.pol.Poison.ClientCap)
+		wf := budget(&c.fast, gf, max(1, e.pol.Poison.ClientCap*ratio))
+		if o.attempt() {
+			ws = min(ws, budget(&c.slowA, gs, e.pol.Poison.AttemptCap))
+			wf = min(wf, budget(&c.fastA, gf, max(1, e.pol.Poison.AttemptCap*ratio)))
+		}
+		w, f = ws*gs, wf*gf
+		if w == 0 && f == 0 {
+			return nil
+		}
+	}
+
+	sc := mostSpecific(o.Service, o.Location)
+	for {
+		k := winKey{scope: sc, cdn: o.CDN}
+		win := e.windows[k]
+		if win == nil {
+			win = &window{}
+			e.windows[k] = win
+			e.winGen++
+			st.scope(sc, o.Location)
+		}
+		if !win.dirty {
+			e.dirty = append(e.dirty, win)
+		}
+		win.add(o, w, f)
+		p, ok := sc.parent(o.Location)
+		if !ok {
+			break
+		}
+		sc = p
+	}
+	if (o.Kind == KindHeartbeat || o.Kind == KindViewEnd) && o.BitrateKbps > 0 && o.PlayedMS > 0 {
+		e.account(o)
+	}
+	return nil
+}
+
+// account estimates delivered volume per CDN for commit tracking: played
+// time at the rendition bitrate. Beacons are usually a sample of views,
+// so this is an estimate; it only ranks CDNs within the cost margin.
+func (e *Engine) account(o *Observation) {
+	u := e.usage[o.CDN]
+	if u == nil {
+		u = &usage{}
+		e.usage[o.CDN] = u
+	}
+	y, m, _ := o.At.UTC().Date()
+	if month := y*12 + int(m); month != u.month {
+		u.month, u.gb = month, 0
+	}
+	u.gb += float64(o.PlayedMS) / 1000 * float64(o.BitrateKbps) * 1000 / 8 / 1e9
+}
+
+// Probe records an active probe result. A CDN goes down after Fall
+// consecutive failures and up after Rise consecutive successes.
+func (e *Engine) Probe(r ProbeResult) error {
+	if !e.catalogHas(r.CDN) {
+		return fmt.Errorf("probe of %q: %w", r.CDN, ErrUnknownCDN)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p := e.probes[r.CDN]
+	if p == nil {
+		p = &probeState{up: true}
+		e.probes[r.CDN] = p
+	}
+	if r.OK {
+		p.oks++
+		p.fails = 0
+		if (!p.up || !p.known) && p.oks >= e.pol.Probe.Rise {
+			p.up, p.known, p.lastChanged = true, true, r.At
+			p.detail = "probe: " + strconv.Itoa(p.oks) + " consecutive successes"
+		}
+	} else {
+		p.fails++
+		p.oks = 0
+		if (p.up || !p.known) && p.fails >= e.pol.Probe.Fall {
+			p.up, p.known, p.lastChanged = false, true, r.At
+			p.detail = "probe: " + strconv.Itoa(p.fails) + " consecutive failures, last " + r.Detail
+		}
+	}
+	return nil
+}
+
+func (e *Engine) catalogHas(cdn string) bool {
+	for _, c := range e.cat.CDNs {
+		if c.Name == cdn {
+			return true
+		}
+	}
+	return false
+}
+
+// SetOverrides replaces the operator overrides. Invalid ones are refused
+// as a whole, naming the first bad one, and the previous set stays.
+func (e *Engine) SetOverrides(os []Override) error {
+	for i, o := range os {
+		if err := o.Validate(e.cat); err != nil {
+			return fmt.Errorf("override %d (%s): %w", i, o.ID, err)
+		}
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.overrides = slices.Clone(os)
+	return nil
+}
+
+// Tick recomputes every ranking at now and returns one new snapshot per
+// service, in catalog order.
+func (e *Engine) Tick(now time.Time) []*Snapshot {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.fast.rebaseDue(now) || e.slow.rebaseDue(now) {
+		e.rebase(now)
+	}
+	dt := time.Second
+	if !e.lastTick.IsZero() && now.After(e.lastTick) {
+		dt = now.Sub(e.lastTick)
+	}
+	e.lastTick = now
+	e.version++
+	active := e.overrides[:0:0]
+	for _, o := range e.overrides {
+		if o.active(now) {
+			active = append(active, o)
+		}
+	}
+	e.overrides = active
+
+	gs, gf := e.slow.g(now), e.fast.g(now)
+	e.refreshDirty()
+	out := make([]*Snapshot, 0, len(e.cat.Services))
+	for _, svc := range e.cat.Services {
+		st := e.svcs[svc.Name]
+		snap := &Snapshot{Service: svc.Name, Version: e.version, At: now}
+		if len(st.sorted) != len(st.scopes) {
+			st.sorted = st.sorted[:0]
+			for _, s := range st.scopes {
+				st.sorted = append(st.sorted, s)
+			}
+			sort.Slice(st.sorted, func(i, j int) bool { return scopeLess(st.sorted[i].scope, st.sorted[j].scope) })
+		}
+		rankings := make([]*Ranking, len(st.sorted))
+		// Level by level, parents first: a new scope starts from its
+		// parent's shares. Within a level scopes are independent.
+		for lo := 0; lo < len(st.sorted); {
+			hi := lo
+			for hi < len(st.sorted) && st.sorted[hi].scope.Level == st.sorted[lo].scope.Level {
+				hi++
+			}
+			e.parallel(hi-lo, func(wk *worker, i int) {
+				rankings[lo+i] = e.rank(wk, st, st.sorted[lo+i], now, dt, gs, gf, active)
+			})
+			lo = hi
+		}
+		snap.Rankings = rankings[:0]
+		for _, r := range rankings {
+			if r != nil {
+				snap.Rankings = append(snap.Rankings, r)
+			}
+		}
+		snap.build()
+		out = append(out, snap)
+	}
+	return out
+}
+
+// parallel runs f over 0..n-1 on up to GOMAXPROCS workers; small jobs run
+// on the caller's goroutine.
+func (e *Engine) parallel(n int, f func(wk *worker, i int)) {
+	p := runtime.GOMAXPROCS(0)
+	if n < 512 || p == 1 {
+		p = 1
+	}
+	for len(e.workers) < p {
+		e.workers = append(e.workers, &worker{})
+	}
+	if p == 1 {
+		for i := range n {
+			f(e.workers[0], i)
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	chunk := (n + p - 1) / p
+	for k := range p {
+		lo, hi := k*chunk, min(n, (k+1)*chunk)
+		if lo >= hi {
+			break
+		}
+		wk := e.workers[k]
+		wg.Go(func() {
+			for i := lo; i < hi; i++ {
+				f(wk, i)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// refreshDirty recomputes the figures of every window that got samples
+// since the last tick, before the scopes that share them read them.
+func (e *Engine) refreshDirty() {
+	d := e.dirty
+	e.parallel(len(d), func(_ *worker, i int) { d[i].refresh(e.pol.Weights) })
+	clear(d)
+	e.dirty = d[:0]
+}
+
+func scopeLess(a, b Scope) bool {
+	if a.Level != b.Level {
+		return a.Level < b.Level
+	}
+	if a.Region != b.Region {
+		return a.Region < b.Region
+	}
+	if a.Country != b.Country {
+		return a.Country < b.Country
+	}
+	return a.ASN < b.ASN
+}
+
+// rebase moves the decay landmarks to now; every weight shrinks by the
+// same factor, so no figure changes.
+func (e *Engine) rebase(now time.Time) {
+	ks, kf := 1/e.slow.g(now), 1/e.fast.g(now)
+	for _, w := range e.windows {
+		w.scale(ks, kf)
+		w.refresh(e.pol.Weights)
+	}
+	for k, c := range e.clients {
+		if c.slow*ks < 0.01 {
+			delete(e.clients, k)
+			continue
+		}
+		c.slow, c.slowA = c.slow*ks, c.slowA*ks
+		c.fast, c.fastA = c.fast*kf, c.fastA*kf
+	}
+	e.slow.landmark, e.fast.landmark = now, now
+}
+
+// worker holds one ranking goroutine's scratch space, reused every tick.
+type worker struct {
+	scratch []cdnView
+	micro   []int64
+	tgt     []float64
+	idxs    []int
+	prices  []float64
+	rslab   []Ranking
+	cslab   []Choice
+}
+
+// cdnView is everything rank knows about one CDN in one scope this tick.
+type cdnView struct {
+	stats     Stats
+	fig       *Figures
+	score     float64
+	level     Level
+	samples   float64
+	fast      Stats
+	fastScore float64
+	health    Health
+	reason    string
+	override  string
+	value     float64 // score + cost bonus
+	candidate bool    // may lead
+}
+
+func (e *Engine) rank(wk *worker, st *svcState, s *scopeState, now time.Time, dt time.Duration, gs, gf float64, active []Override) *Ranking {
+	n := len(st.svc.CDNs)
+	if cap(wk.scratch) < n {
+		wk.scratch = make([]cdnView, n)
+	}
+	views := wk.scratch[:n]
+	clear(views)
+	e.resolveChain(st, s)
+	anyData := false
+	for i := range st.svc.CDNs {
+		v := &views[i]
+		v.score, v.fastScore, v.level = -1, -1, s.scope.Level
+		v.stats, v.fast = noStats(), noStats()
+		// Slow: the most specific window with enough samples decides;
+		// with none, the broadest that has any.
+		chain := s.chain[i*len(s.chainScopes) : (i+1)*len(s.chainScopes)]
+		pick, level := -1, Level(0)
+		for j, w := range chain {
+			if w == nil {
+				continue
+			}
+			if pick < 0 || s.chainScopes[j].Level == LevelGlobal {
+				pick, level = j, s.chainScopes[j].Level
+			}
+			if w.beacons/gs >= e.pol.MinSamples {
+				pick, level = j, s.chainScopes[j].Level
+				break
+			}
+		}
+		if pick >= 0 {
+			// Windows are clean here: refreshDirty ran first, and scopes
+			// ranked in parallel share them read-only.
+			w := chain[pick]
+			v.stats, v.level, v.fig = w.slowStats(gs), level, w.fig
+			if v.stats.Beacons > 0 {
+				v.score, v.samples = w.score, v.stats.Beacons
+				anyData = anyData || v.score >= 0
+			}
+		}
+		// Fast: the scope's own window only. A parent's data would
+		// hide a problem local to this scope.
+		if w := chain[0]; w != nil {
+			v.fast = w.fastStats(gf)
+			if v.fast.Beacons >= e.pol.Passive.MinBeacons {
+				v.fastScore = w.fscore
+			}
+		}
+	}
+	if s.scope.Level == LevelASN && !s.ranked {
+		for i := range views {
+			if views[i].level == LevelASN && views[i].samples >= e.pol.MinSamples {
+				s.ranked = true
+			}
+		}
+		if !s.ranked {
+			return nil
+		}
+	}
+
+	// Health: operator state, then probes, then passive.
+	bans, pin, split, weights := e.applicable(s.scope, active)
+	e.passive(st, s, views, now)
+	for i, cdn := range st.svc.CDNs {
+		v := &views[i]
+		switch p := e.probes[cdn]; {
+		case bans[cdn].Kind == OverrideBan:
+			v.health, v.reason, v.override = HealthBanned, "banned: "+bans[cdn].Reason, bans[cdn].ID
+		case bans[cdn].Kind == OverrideDrain:
+			v.health, v.reason, v.override = HealthDrained, "drained: "+bans[cdn].Reason, bans[cdn].ID
+		case p != nil && p.known && !p.up:
+			v.health, v.reason = HealthDown, p.detail
+		case v.health == HealthUp && v.score < 0 && (p == nil || !p.known):
+			v.health, v.reason = HealthUnknown, "no data yet"
+		}
+	}
+	e.damp(s, views, now)
+
+	var fired Fired
+	rule := RuleMeasured
+	switch {
+	case pin != nil || split != nil:
+		rule = e.operatorShares(st, s, views, pin, split)
+	default:
+		eligible := 0
+		for i := range views {
+			if views[i].health.eligible() {
+				eligible++
+			}
+		}
+		stale := now.Sub(st.fresh)
+		switch {
+		case eligible == 0:
+			rule = RuleFailOpen
+			failOpen(st, s, views)
+		case st.fresh.IsZero() || !anyData:
+			rule = RuleNoData
+			fired = e.staticShares(wk, st, s, views, weights)
+		case stale > e.pol.Stale.Static:
+			rule = RuleStaleStatic
+			fired = e.staticShares(wk, st, s, views, weights)
+		case stale > e.pol.Stale.Freeze && s.shares != nil:
+			rule = RuleStaleFreeze
+			fired = e.frozenShares(s, views)
+		default:
+			fired = e.measuredShares(wk, st, s, views, weights, now, dt)
+		}
+	}
+	return e.ranking(wk, st, s, views, rule, fired)
+}
+
+// resolveChain caches a scope's windows, per CDN from its own scope up to
+// global, so a tick costs no map lookups once every window exists.
+func (e *Engine) resolveChain(st *svcState, s *scopeState) {
+	if s.chainGen == e.winGen && s.chain != nil {
+		return
+	}
+	if s.chainScopes == nil {
+		for sc, ok := s.scope, true; ok; sc, ok = sc.parent(s.loc) {
+			s.chainScopes = append(s.chainScopes, sc)
+		}
+	}
+	m := len(s.chainScopes)
+	if s.chain == nil {
+		s.chain = make([]*window, len(st.svc.CDNs)*m)
+	}
+	for i, cdn := range st.svc.CDNs {
+		for j, sc := range s.chainScopes {
+			if s.chain[i*m+j] == nil {
+				s.chain[i*m+j] = e.windows[winKey{scope: sc, cdn: cdn}]
+			}
+		}
+	}
+	s.chainGen = e.winGen
+}
+
+// passive judges health from the scope's fast windows. Down and evacuated
+// stick while there is no fresh evidence (the CDN gets no views), and turn
+// into probation after Passive.Retry so fresh evidence can come in.
+func (e *Engine) passive(st *svcState, s *scopeState, views []cdnView, now time.Time) {
+	if s.passive == nil {
+		s.passive = make([]Health, len(views))
+		s.passiveAt = make([]time.Time, len(views))
+		s.passiveWhy = make([]string, len(views))
+		for i := range s.passive {
+			s.passive[i] = HealthUp
+		}
+	}
+	for i := range views {
+		v := &views[i]
+		next, why := s.passive[i], s.passiveWhy[i]
+		attempts := v.fast.Views >= e.pol.Passive.MinAttempts
+		switch {
+		case attempts && v.fast.FailureRate > e.pol.Passive.FailureRate:
+			next = HealthDown
+			why = fmt.Sprintf("passive: %.0f%% of %.0f recent play attempts failed (limit %.0f%%)",
+				100*v.fast.FailureRate, v.fast.Views, 100*e.pol.Passive.FailureRate)
+		case next == HealthDown && !attempts || !attempts && v.fastScore < 0:
+			// No fresh evidence of the kind that would clear the state
+			// (play attempts clear down; anything clears evacuated).
+			if (next == HealthDown || next == HealthEvacuated) && now.Sub(s.passiveAt[i]) >= e.pol.Passive.Retry {
+				next, why = HealthProbation, "probation: no fresh data since "+s.passive[i].String()+" at "+s.passiveAt[i].UTC().Format(time.TimeOnly)
+			}
+		case v.fastScore >= 0:
+			best, bestJ := -1.0, -1
+			for j := range views {
+				if j != i && s.passive[j] == HealthUp && views[j].score > best {
+					best, bestJ = views[j].score, j
+				}
+			}
+			// Evacuate on a sudden fall only: a CDN that is steadily
+			// worse keeps its exploration share to stay measured.
+			sudden := v.score < 0 || v.fastScore < v.score-e.pol.Passive.EvacuateMargin/2
+			if bestJ >= 0 && sudden && v.fastScore < best-e.pol.Passive.EvacuateMargin {
+				next = HealthEvacuated
+				why = fmt.Sprintf("passive: recent QoE %.1f is %.1f below %s's %.1f", v.fastScore, best-v.fastScore, st.svc.CDNs[bestJ], best)
+			} else {
+				next, why = HealthUp, ""
+			}
+		default: // fresh attempts, failing below the limit
+			next, why = HealthUp, ""
+		}
+		if next != s.passive[i] {
+			s.passiveAt[i] = now
+		}
+		s.passive[i], s.passiveWhy[i] = next, why
+		v.health, v.reason = next, why
+	}
+}
+
+// applicable sorts the active overrides that cover a scope by precedence.
+func (e *Engine) applicable(sc Scope, active []Override) (bans map[string]Override, pin, split *Override, weights map[string]Override) {
+	if len(active) == 0 {
+		return nil, nil, nil, nil
+	}
+	bans = map[string]Override{}
+	weights = map[string]Override{}
+	var best *Override
+	bestSpec, wSpec := -1, map[string]int{}
+	for i := range active {
+		o := &active[i]
+		spec, ok := o.matches(sc)
+		if !ok {
+			continue
+		}
+		switch o.Kind {
+		case OverrideBan:
+			bans[o.CDN] = *o // a ban beats a drain
+		case OverrideDrain:
+			if bans[o.CDN].Kind != OverrideBan {
+				bans[o.CDN] = *o
+			}
+		case OverridePin, OverrideSplit:
+			if spec > bestSpec || spec == bestSpec && o.Created.After(best.Created) {
+				best, bestSpec = o, spec
+			}
+		case OverrideWeight:
+			if cur, ok := wSpec[o.CDN]; !ok || spec > cur || spec == cur && o.Created.After(weights[o.CDN].Created) {
+				weights[o.CDN], wSpec[o.CDN] = *o, spec
+			}
+		}
+	}
+	if best != nil {
+		if best.Kind == OverridePin {
+			pin = best
+		} else {
+			split = best
+		}
+	}
+	return bans, pin, split, weights
+}
+
+// damp applies flap damping: each fall from healthy to down or evacuated
+// adds a penalty; a CDN whose decayed penalty reaches Suppress may not
+// lead until it decays under half of that.
+func (e *Engine) damp(s *scopeState, views []cdnView, now time.Time) {
+	for i := range views {
+		v := &views[i]
+		p := s.penalty[i]
+		if p > 0 {
+			p *= math.Exp2(-now.Sub(s.penaltyAt[i]).Seconds() / e.pol.Flap.HalfLife.Seconds())
+		}
+		was := s.health[i]
+		fell := (v.health == HealthDown || v.health == HealthEvacuated) &&
+			(was == HealthUp || was == HealthSuppressed || was == HealthUnknown)
+		if fell {
+			p++
+		}
+		s.penalty[i], s.penaltyAt[i] = p, now
+		switch {
+		case p >= e.pol.Flap.Suppress:
+			s.suppressed[i] = true
+		case p < e.pol.Flap.Suppress/2:
+			s.suppressed[i] = false
+		}
+		if v.health == HealthUp && s.suppressed[i] {
+			v.health = HealthSuppressed
+			v.reason = fmt.Sprintf("flapping: damping penalty %.1f (suppress at %.1f, reuse below %.1f)", p, e.pol.Flap.Suppress, e.pol.Flap.Suppress/2)
+		}
+		s.health[i] = v.health
+	}
+}
+
+// operatorShares applies a pin or a split: the operator's shares, now,
+// whatever the measured health. A ban on the pinned CDN wins over the pin.
+func (e *Engine) operatorShares(st *svcState, s *scopeState, views []cdnView, pin, split *Override) Rule {
+	shares := make([]float64, len(views))
+	rule := RuleSplit
+	if pin != nil {
+		rule = RulePin
+		i := st.idx[pin.CDN]
+		if views[i].health == HealthBanned {
+			failOpen(st, s, views)
+			return RuleFailOpen
+		}
+		shares[i] = 1
+		views[i].override = pin.ID
+	} else {
+		sum := 0.0
+		for cdn, pct := range split.Split {
+			i := st.idx[cdn]
+			if views[i].health == HealthBanned {
+				continue
+			}
+			shares[i] = pct / 100
+			views[i].override = split.ID
+			sum += shares[i]
+		}
+		if sum == 0 {
+			failOpen(st, s, views)
+			return RuleFailOpen
+		}
+		for i := range shares {
+			shares[i] /= sum
+		}
+	}
+	s.shares = shares
+	return rule
+}
+
+// failOpen: every CDN is down (or banned). Answer in static order all the
+// same, never with nothing: the first CDN not banned gets the views.
+func failOpen(st *svcState, s *scopeState, views []cdnView) {
+	shares := make([]float64, len(views))
+	first := -1
+	for i := range views {
+		if views[i].health != HealthBanned {
+			first = i
+			break
+		}
+	}
+	if first < 0 {
+		first = 0 // even every CDN banned: an answer, in static order
+	}
+	shares[first] = 1
+	s.shares = shares
+	s.leader = -1
+}
+
+// staticShares: no data (or stale data): the first eligible CDN in static
+// order leads, and every other eligible CDN keeps its exploration share so
+// data starts flowing.
+func (e *Engine) staticShares(wk *worker, st *svcState, s *scopeState, views []cdnView, weights map[string]Override) Fired {
+	lead := -1
+	for i := range views {
+		if views[i].health.eligible() {
+			lead = i
+			break
+		}
+	}
+	t, _ := e.targets(wk, st, views, lead, weights)
+	s.shares = append(s.shares[:0], t...)
+	s.leader = -1
+	return FiredStaticOrder
+}
+
+// frozenShares holds the weights of a scope whose inputs went stale, only
+// taking traffic off CDNs that are down, drained or banned.
+func (e *Engine) frozenShares(s *scopeState, views []cdnView) Fired {
+	shares := slices.Clone(s.shares)
+	freed, rest := 0.0, 0.0
+	for i := range views {
+		if !views[i].health.eligible() {
+			freed += shares[i]
+			shares[i] = 0
+		} else {
+			rest += shares[i]
+		}
+	}
+	if freed > 0 {
+		if rest == 0 {
+			return 0 // the caller's eligible check makes this unreachable
+		}
+		for i := range shares {
+			shares[i] += shares[i] / rest * freed
+		}
+	}
+	s.shares = shares
+	return FiredStaleFreeze
+}
+
+// targets is the allocation a scope moves toward: every eligible CDN its
+// exploration share, the leader the rest, then weight overrides and
+// max_share caps.
+func (e *Engine) targets(wk *worker, st *svcState, views []cdnView, lead int, weights map[string]Override) ([]float64, bool) {
+	if cap(wk.tgt) < len(views) {
+		wk.tgt = make([]float64, len(views))
+		wk.idxs = make([]int, 0, len(views))
+	}
+	t := wk.tgt[:len(views)]
+	clear(t)
+	elig := wk.idxs[:0]
+	for i := range views {
+		if views[i].health.eligible() {
+			elig = append(elig, i)
+		}
+	}
+	if len(elig) == 0 {
+		return t, false
+	}
+	if lead < 0 {
+		lead = elig[0]
+	}
+	explore := e.pol.Exploration
+	if float64(len(elig)-1)*explore > 0.5 {
+		explore = 0.5 / float64(len(elig)-1)
+	}
+	for _, i := range elig {
+		t[i] = explore
+	}
+	t[lead] = 1 - explore*float64(len(elig)-1)
+
+	// Weight overrides fix a CDN's share; the others keep their
+	// proportions of the rest.
+	var fixedBits uint64 // MaxCDNs fits
+	fixed := func(i int) bool { return fixedBits&(1<<i) != 0 }
+	fixedSum := 0.0
+	for cdn, o := range weights {
+		i := st.idx[cdn]
+		if !views[i].health.eligible() && o.Weight > 0 {
+			continue // down or drained: the override cannot send views there
+		}
+		t[i] = o.Weight
+		fixedBits |= 1 << i
+		fixedSum += o.Weight
+		views[i].override = o.ID
+	}
+	if fixedSum > 0 || len(weights) > 0 {
+		free := 0.0
+		for i := range t {
+			if !fixed(i) {
+				free += t[i]
+			}
+		}
+		rest := max(0, 1-fixedSum)
+		for i := range t {
+			if !fixed(i) && free > 0 {
+				t[i] = t[i] / free * rest
+			}
+		}
+		normalize(t)
+	}
+
+	// max_share: pour the excess into the others, best value first.
+	capped := false
+	if !st.anyMaxShare {
+		return t, false
+	}
+	order := elig
+	sort.SliceStable(order, func(a, b int) bool { return views[order[a]].value > views[order[b]].value })
+	for range len(order) {
+		excess := 0.0
+		for _, i := range order {
+			if m := st.maxShare[i]; m > 0 && t[i] > m && !fixed(i) {
+				excess += t[i] - m
+				t[i] = m
+				capped = true
+			}
+		}
+		if excess < 1e-12 {
+			break
+		}
+		for _, i := range order {
+			room := 1.0
+			if m := st.maxShare[i]; m > 0 {
+				room = m - t[i]
+			}
+			if room > 0 && !fixed(i) {
+				add := min(room, excess)
+				t[i] += add
+				excess -= add
+			}
+		}
+		if excess > 1e-12 { // every CDN at its cap: spread it anyway
+			for _, i := range order {
+				t[i] += excess / float64(len(order))
+			}
+			break
+		}
+	}
+	return t, capped
+}
+
+func normalize(v []float64) {
+	sum := 0.0
+	for _, x := range v {
+		sum += x
+	}
+	if sum <= 0 {
+		return
+	}
+	for i := range v {
+		v[i] /= sum
+	}
+}
+
+// measuredShares is the normal case: pick the leader by value with
+// hysteresis, then move the shares toward the targets at most
+// MaxShiftPerMinute, except that traffic leaves a CDN that is down,
+// evacuated, drained or banned at once.
+func (e *Engine) measuredShares(wk *worker, st *svcState, s *scopeState, views []cdnView, weights map[string]Override, now time.Time, dt time.Duration) Fired {
+	var fired Fired
+	e.values(wk, st, views)
+	best := -1
+	for i := range views {
+		v := &views[i]
+		v.candidate = v.health == HealthUp || v.health == HealthUnknown
+		v.candidate = v.candidate && v.score >= 0
+		if v.candidate && (best < 0 || v.value > views[best].value) {
+			best = i
+		}
+	}
+	if best >= 0 {
+		for i := range views {
+			if views[i].candidate && views[i].score > views[best].score {
+				fired |= FiredCost // the best by value is not the best by score
+				break
+			}
+		}
+	}
+	switch {
+	case best < 0:
+		// Nothing measured can lead: keep the incumbent if it is still
+		// eligible, else the static order.
+		if s.leader < 0 || !views[s.leader].health.eligible() {
+			s.leader = -1
+			for i := range views {
+				if views[i].health.eligible() {
+					s.leader = i
+					break
+				}
+			}
+			s.leaderAt = now
+		}
+		s.challenger = -1
+	case s.leader < 0 || !views[s.leader].candidate:
+		if s.leader >= 0 {
+			fired |= FiredFailover
+		}
+		s.leader, s.leaderAt, s.challenger = best, now, -1
+	case best != s.leader && views[best].value > views[s.leader].value+e.pol.Hysteresis.Margin:
+		if s.challenger != best {
+			s.challenger, s.since = best, now
+		}
+		if now.Sub(s.since) >= e.pol.Hysteresis.Dwell {
+			s.leader, s.leaderAt, s.challenger = best, now, -1
+			fired |= FiredHysteresisSwitch
+		} else {
+			fired |= FiredHysteresisHold
+		}
+	default:
+		if best != s.leader {
+			fired |= FiredHysteresisHold
+		}
+		s.challenger = -1
+	}
+	target, capped := e.targets(wk, st, views, s.leader, weights)
+	if capped {
+		fired |= FiredMaxShare
+	}
+	if e.pol.Exploration > 0 {
+		fired |= FiredExploration
+	}
+	if s.shares == nil {
+		s.shares = e.initialShares(st, s, target)
+	}
+	if moveShares(s.shares, target, views, e.pol.MaxShiftPerMinute/100*dt.Minutes()) {
+		fired |= FiredShiftCap
+	}
+	return fired
+}
+
+// values adds the cost bonus: within Cost.Margin points, cheaper wins.
+func (e *Engine) values(wk *worker, st *svcState, views []cdnView) {
+	if cap(wk.prices) < len(views) {
+		wk.prices = make([]float64, len(views))
+	}
+	prices := wk.prices[:len(views)]
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for i, cdn := range st.svc.CDNs {
+		p := st.prices[i]
+		if st.commit[i] > 0 {
+			if u := e.usage[cdn]; u == nil || u.gb < st.commit[i] {
+				p = 0 // under the commit: already paid
+			}
+		}
+		prices[i] = p
+		if views[i].health.eligible() {
+			lo, hi = min(lo, p), max(hi, p)
+		}
+	}
+	for i := range views {
+		views[i].value = views[i].score
+		if hi > lo && views[i].score >= 0 {
+			views[i].value += e.pol.Cost.Margin * (hi - prices[i]) / (hi - lo)
+		}
+	}
+}
+
+// initialShares: a scope seen for the first time starts from its parent's
+// current shares, so its first ranking does not jump.
+func (e *Engine) initialShares(st *svcState, s *scopeState, target []float64) []float64 {
+	if p, ok := s.scope.parent(s.loc); ok {
+		for ; ok; p, ok = p.parent(s.loc) {
+			if ps := st.scopes[p]; ps != nil && ps.shares != nil {
+				return slices.Clone(ps.shares)
+			}
+		}
+	}
+	return slices.Clone(target)
+}
+
+// moveShares moves cur toward target. CDNs that may not take views lose
+// their share at once and it goes to the CDNs below target; otherwise a CDN
+// loses at most limit, and the gainers share what the losers gave up in
+// proportion to how far below target they are. It reports whether the cap
+// held anything back.
+func moveShares(cur, target []float64, views []cdnView, limit float64) bool {
+	freed := 0.0
+	for i := range cur {
+		if !views[i].health.eligible() && cur[i] > 0 {
+			freed += cur[i]
+			cur[i] = 0
+		}
+	}
+	given, capped := freed, false
+	for i := range cur {
+		if excess := cur[i] - target[i]; excess > 1e-12 {
+			d := excess
+			if d > limit {
+				d, capped = limit, true
+			}
+			cur[i] -= d
+			given += d
+		}
+	}
+	gaps := 0.0
+	for i := range cur {
+		if g := target[i] - cur[i]; g > 0 {
+			gaps += g
+		}
+	}
+	if given > 0 && gaps > 0 {
+		for i := range cur {
+			if g := target[i] - cur[i]; g > 0 {
+				cur[i] += given * g / gaps
+			}
+		}
+	}
+	normalize(cur)
+	return capped
+}
+
+// ranking freezes a scope's state into its immutable ranking. Rankings
+// and choices come from per-tick slabs: a tick allocates a few large
+// blocks instead of one object per scope and CDN.
+func (e *Engine) ranking(wk *worker, st *svcState, s *scopeState, views []cdnView, rule Rule, fired Fired) *Ranking {
+	if len(wk.rslab) == 0 {
+		wk.rslab = make([]Ranking, 256)
+	}
+	r := &wk.rslab[0]
+	wk.rslab = wk.rslab[1:]
+	*r = Ranking{Scope: s.scope, Rule: rule, Fired: fired}
+	n := len(views)
+	if len(wk.cslab) < n {
+		wk.cslab = make([]Choice, max(4096, n))
+	}
+	choices := wk.cslab[:0:n]
+	wk.cslab = wk.cslab[n:]
+	micro := wk.microShares(s.shares)
+	for i, cdn := range st.svc.CDNs {
+		v := &views[i]
+		if v.health == HealthBanned && rule != RuleFailOpen {
+			continue
+		}
+		c := Choice{CDN: cdn, Host: st.hosts[i], Weight: float64(micro[i]) / 1e6, Score: round2(v.score), Confidence: round2(Confidence(v.samples, e.pol.MinSamples)),
+			ScoreScope: v.level, Samples: round2(v.samples), Views: round2(v.stats.Views), Stats: v.fig, FastScore: round2(v.fastScore),
+			Health: v.health, Reason: v.reason, Override: v.override, seed: st.seeds[i]}
+		if i == s.leader {
+			c.Leader, c.LeaderSince = true, s.leaderAt.UnixMilli()
+		}
+		choices = append(choices, c)
+		// Insertion sort as it fills: at most a few dozen CDNs.
+		for j := len(choices) - 1; j > 0 && choiceBefore(st, &choices[j], &choices[j-1]); j-- {
+			choices[j], choices[j-1] = choices[j-1], choices[j]
+		}
+	}
+	r.Choices = choices
+	return r
+}
+
+// choiceBefore orders a ranking: weight, then eligibility, then score, then
+// the static order.
+func choiceBefore(st *svcState, a, b *Choice) bool {
+	if a.Weight != b.Weight {
+		return a.Weight > b.Weight
+	}
+	if ea, eb := a.Health.eligible(), b.Health.eligible(); ea != eb {
+		return ea
+	}
+	if a.Score != b.Score {
+		return a.Score > b.Score
+	}
+	return st.idx[a.CDN] < st.idx[b.CDN]
+}
+
+// microShares rounds shares to millionths that sum to exactly a million,
+// so published weights sum to 1 and read the same on every node.
+func (wk *worker) microShares(shares []float64) []int64 {
+	if cap(wk.micro) < len(shares) {
+		wk.micro = make([]int64, len(shares))
+	}
+	out := wk.micro[:len(shares)]
+	var sum int64
+	big := 0
+	for i, v := range shares {
+		out[i] = int64(math.Round(v * 1e6))
+		sum += out[i]
+		if out[i] > out[big] {
+			big = i
+		}
+	}
+	out[big] += 1e6 - sum
+	return out
+}
+
+func round2(v float64) float64 {
+	if v < 0 {
+		return v
+	}
+	return math.Round(v*100) / 100
+}
+
+func roundFigures(s Figures) Figures {
+	s.StartupP50MS, s.StartupP90MS = round2(s.StartupP50MS), round2(s.StartupP90MS)
+	s.RebufferRatio = math.Round(s.RebufferRatio*1e5) / 1e5
+	s.FailureRate = math.Round(s.FailureRate*1e5) / 1e5
+	s.EBVSRate = math.Round(s.EBVSRate*1e5) / 1e5
+	s.ThroughputP50Kbps, s.BitrateP50Kbps, s.TTFBP50MS = round2(s.ThroughputP50Kbps), round2(s.BitrateP50Kbps), round2(s.TTFBP50MS)
+	return s
+}

@@ -1,0 +1,61 @@
+package steering
+
+import "math"
+
+// Score is the QoE score 0-100 of a window: the weighted mean of component
+// scores 0..1, each a curve of one figure (steering/SCORING.md). Figures
+// without data leave their component out, and the weights of the others
+// are renormalized. ok is false when no component has data.
+func Score(s Stats, w Weights) (score float64, ok bool) {
+	var sum, wsum float64
+	add := func(weight, figure float64, curve func(float64) float64) {
+		if weight > 0 && figure >= 0 {
+			sum += weight * curve(figure)
+			wsum += weight
+		}
+	}
+	add(w.StartupP50, s.StartupP50MS, startupCurve)
+	add(w.StartupP90, s.StartupP90MS, startupCurve)
+	add(w.Rebuffer, s.RebufferRatio, rebufferCurve)
+	add(w.Failure, s.FailureRate, failureCurve)
+	add(w.EBVS, s.EBVSRate, ebvsCurve)
+	add(w.Bitrate, s.BitrateP50Kbps, bitrateCurve)
+	add(w.TTFB, s.TTFBP50MS, ttfbCurve)
+	add(w.Throughput, s.ThroughputP50Kbps, throughputCurve)
+	if wsum == 0 {
+		return -1, false
+	}
+	return 100 * sum / wsum, true
+}
+
+// startupCurve is Mux's startup score: 8/(8+s) for s seconds, 1 at
+// instant start, 0.5 at 8 s.
+func startupCurve(ms float64) float64 { return 8 / (8 + ms/1000) }
+
+// rebufferCurve is Mux's smoothness: e^(-10 r); 1% stalling costs ~10%.
+func rebufferCurve(r float64) float64 { return math.Exp(-10 * r) }
+
+// failureCurve: e^(-20 f). Failures are the worst experience there is; 5%
+// failing views cost 63% of this component.
+func failureCurve(f float64) float64 { return math.Exp(-20 * f) }
+
+// ebvsCurve: e^(-10 e).
+func ebvsCurve(e float64) float64 { return math.Exp(-10 * e) }
+
+// bitrateCurve: 1 - e^(-b/3000) for b kbit/s; 3 Mbit/s is 0.63, 6 Mbit/s 0.86.
+func bitrateCurve(kbps float64) float64 { return 1 - math.Exp(-kbps/3000) }
+
+// throughputCurve: 1 - e^(-t/8000); headroom above the top rendition.
+func throughputCurve(kbps float64) float64 { return 1 - math.Exp(-kbps/8000) }
+
+// ttfbCurve: 150/(150+t) for t ms; 150 ms is 0.5.
+func ttfbCurve(ms float64) float64 { return 150 / (150 + ms) }
+
+// Confidence from a decayed sample count: n/(n+min). Half at the minimum
+// sample, 0.9 at nine times it.
+func Confidence(n, minSamples float64) float64 {
+	if n <= 0 {
+		return 0
+	}
+	return n / (n + minSamples)
+}
