@@ -7,7 +7,7 @@ STATICCHECK_VERSION ?= v0.8.2
 FUZZTIME ?= 2m
 BENCHTIME ?= 5x
 
-.PHONY: all test deps check lint fmt bench fuzz demo build
+.PHONY: all test deps check lint fmt bench bench-steering fuzz demo build
 
 all: check
 
@@ -18,9 +18,10 @@ build:
 deps:
 	@.ci/deps
 
-## test: the CI entry point.
+## test: the CI entry point. One package at a time (-p 1): on CI's 2 cores
+## the closed-loop simulator and the SIGKILL ledger tests starve each other.
 test: deps
-	CDNPILOT_REQUIRE_SERVERS=1 .ci/with-clickhouse $(GO) test -race -count=1 -timeout 15m ./...
+	CDNPILOT_REQUIRE_SERVERS=1 .ci/with-clickhouse $(GO) test -race -count=1 -p 1 -timeout 15m ./...
 
 ## check: formatting, vet and staticcheck, then the tests.
 check: lint test
@@ -37,8 +38,13 @@ fmt:
 bench:
 	@.ci/deps bench
 	CDNPILOT_REQUIRE_SERVERS=1 .ci/with-clickhouse sh -c '\
-	  $(GO) test -run "^$$" -bench . -benchtime $(BENCHTIME) -timeout 30m -v ./bench/ && \
-	  $(GO) test -run "^$$" -bench . -benchmem -timeout 30m ./beacons/... ./internal/geo/ ./analytics/...'
+	  $(GO) test -run "^$$" -bench Pipeline -benchtime $(BENCHTIME) -timeout 30m -v ./bench/ && \
+	  $(GO) test -run "^$$" -bench . -benchmem -timeout 30m ./beacons/... ./internal/geo/ ./analytics/... ./steering/...'
+
+## bench-steering: every scenario through the closed loop and the baselines;
+## writes docs/bench/steering.md and one PNG per scenario.
+bench-steering:
+	$(GO) test -run "^$$" -bench Steering -benchtime 1x -timeout 60m -v ./bench/
 
 ## fuzz: run every fuzz target for FUZZTIME each (not part of `make test`).
 fuzz:

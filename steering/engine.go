@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -90,9 +91,11 @@ type scopeState struct {
 	chainScopes []Scope   // the scope and its parents, most specific first
 	chain       []*window // [cdn*len(chainScopes)+level]; nil until the window exists
 	chainGen    uint64
+	parent      *scopeState
 	passive     []Health // passive health, sticky between ticks
 	passiveAt   []time.Time
 	passiveWhy  []string
+	inherited   []bool // the passive state was taken from the parent
 	// ranked: an ASN scope ranks only once a window of it has enough
 	// data; until then its clients use the region ranking.
 	ranked bool
@@ -187,7 +190,7 @@ func (e *Engine) Observe(o *Observation) error {
 	// attempts' worth (a viewer starts a view every few minutes at most);
 	// past that its beacons count for nothing until the budget refills
 	// with the decay. The fast windows get the same caps on the same rate.
-	w, f := gs, gf
+	w, f, pw := gs, gf, 1.0
 	if o.Client != 0 {
 		c := e.clients[o.Client]
 		if c == nil {
@@ -206,7 +209,7 @@ func (e *Engine) Observe(o *Observation) error {
 			ws = min(ws, budget(&c.slowA, gs, e.pol.Poison.AttemptCap))
 			wf = min(wf, budget(&c.fastA, gf, max(1, e.pol.Poison.AttemptCap*ratio)))
 		}
-		w, f = ws*gs, wf*gf
+		w, f, pw = ws*gs, wf*gf, ws
 		if w == 0 && f == 0 {
 			return nil
 		}
@@ -225,7 +228,7 @@ func (e *Engine) Observe(o *Observation) error {
 		if !win.dirty {
 			e.dirty = append(e.dirty, win)
 		}
-		win.add(o, w, f)
+		win.add(o, w, f, pw)
 		p, ok := sc.parent(o.Location)
 		if !ok {
 			break
@@ -321,7 +324,7 @@ func (e *Engine) Tick(now time.Time) []*Snapshot {
 		dt = now.Sub(e.lastTick)
 	}
 	e.lastTick = now
-	e.version++
+	e.version = max(e.version+1, uint64(now.UnixMilli())) // comparable across scorer restarts
 	active := e.overrides[:0:0]
 	for _, o := range e.overrides {
 		if o.active(now) {
@@ -458,6 +461,7 @@ type cdnView struct {
 	stats     Stats
 	fig       *Figures
 	score     float64
+	xscore    float64 // experience part of the score (no failures): compared with fastScore
 	level     Level
 	samples   float64
 	fast      Stats
@@ -480,7 +484,7 @@ func (e *Engine) rank(wk *worker, st *svcState, s *scopeState, now time.Time, dt
 	anyData := false
 	for i := range st.svc.CDNs {
 		v := &views[i]
-		v.score, v.fastScore, v.level = -1, -1, s.scope.Level
+		v.score, v.xscore, v.fastScore, v.level = -1, -1, -1, s.scope.Level
 		v.stats, v.fast = noStats(), noStats()
 		// Slow: the most specific window with enough samples decides;
 		// with none, the broadest that has any.
@@ -504,7 +508,7 @@ func (e *Engine) rank(wk *worker, st *svcState, s *scopeState, now time.Time, dt
 			w := chain[pick]
 			v.stats, v.level, v.fig = w.slowStats(gs), level, w.fig
 			if v.stats.Beacons > 0 {
-				v.score, v.samples = w.score, v.stats.Beacons
+				v.score, v.xscore, v.samples = w.score, w.xscore, v.stats.Beacons
 				anyData = anyData || v.score >= 0
 			}
 		}
@@ -604,44 +608,86 @@ func (e *Engine) resolveChain(st *svcState, s *scopeState) {
 	s.chainGen = e.winGen
 }
 
-// passive judges health from the scope's fast windows. Down and evacuated
-// stick while there is no fresh evidence (the CDN gets no views), and turn
-// into probation after Passive.Retry so fresh evidence can come in.
+// passive judges health from the scope's own fast windows. Down and
+// evacuated stick while there is no fresh evidence (the CDN gets no views),
+// and turn into probation after Passive.Retry: the CDN gets its exploration
+// share again, and what its views report from then on decides. A scope
+// without evidence of its own inherits a parent's down or evacuated state:
+// an outage seen region-wide applies to the ASNs too thin to see it.
 func (e *Engine) passive(st *svcState, s *scopeState, views []cdnView, now time.Time) {
 	if s.passive == nil {
 		s.passive = make([]Health, len(views))
 		s.passiveAt = make([]time.Time, len(views))
 		s.passiveWhy = make([]string, len(views))
+		s.inherited = make([]bool, len(views))
 		for i := range s.passive {
 			s.passive[i] = HealthUp
 		}
 	}
+	parent := e.parentState(st, s)
 	for i := range views {
 		v := &views[i]
-		next, why := s.passive[i], s.passiveWhy[i]
+		prev := s.passive[i]
+		next, why := prev, s.passiveWhy[i]
 		attempts := v.fast.Views >= e.pol.Passive.MinAttempts
+		own := s.chain[i*len(s.chainScopes)]
 		switch {
 		case attempts && v.fast.FailureRate > e.pol.Passive.FailureRate:
 			next = HealthDown
 			why = fmt.Sprintf("passive: %.0f%% of %.0f recent play attempts failed (limit %.0f%%)",
 				100*v.fast.FailureRate, v.fast.Views, 100*e.pol.Passive.FailureRate)
-		case next == HealthDown && !attempts || !attempts && v.fastScore < 0:
+		case s.inherited[i] && parent != nil && parent.passive != nil && parent.passive[i] != prev:
+			// A state taken from the parent follows the parent.
+			if next = parent.passive[i]; next == HealthUp {
+				why = ""
+			} else {
+				why = "inherited from " + parent.scope.String() + ": " + parent.passiveWhy[i]
+			}
+		case prev == HealthProbation:
+			// Judge the views since probation began, however slowly they
+			// come, and not before passive.retry has passed: a degraded
+			// CDN's new views play well until their buffers run dry.
+			if own == nil || own.probation.beacons < e.pol.Passive.MinBeacons || now.Sub(s.passiveAt[i]) < e.pol.Passive.Retry {
+				break
+			}
+			ps := Stats{Figures: own.probation.figures(), Views: trials(own.probation.attempts, own.probation.exits), Beacons: own.probation.beacons}
+			score, _ := Score(ps, experience(e.pol.Weights))
+			best, bestJ := e.bestOther(s, views, i)
+			switch {
+			case ps.Views >= e.pol.Passive.MinAttempts && ps.FailureRate > e.pol.Passive.FailureRate:
+				next = HealthDown
+				why = fmt.Sprintf("probation: %.0f%% of %.0f play attempts failed", 100*ps.FailureRate, ps.Views)
+			case bestJ >= 0 && score < best-e.pol.Passive.EvacuateMargin:
+				next = HealthEvacuated
+				why = fmt.Sprintf("probation: QoE %.1f is %.1f below %s's %.1f", score, best-score, st.svc.CDNs[bestJ], best)
+			default:
+				next, why = HealthUp, ""
+				e.forget(st, s, i)
+			}
+		case prev == HealthDown && !attempts || !attempts && v.fastScore < 0:
 			// No fresh evidence of the kind that would clear the state
-			// (play attempts clear down; anything clears evacuated).
+			// (play attempts clear down; anything clears evacuated), or
+			// a state taken from the parent: follow the parent.
+			if p := parent; p != nil && p.passive != nil && (p.passive[i] != HealthUp || s.inherited[i]) {
+				if p.passive[i] == HealthUp {
+					next, why = HealthUp, ""
+				} else {
+					next, why = p.passive[i], "inherited from "+p.scope.String()+": "+p.passiveWhy[i]
+				}
+				s.inherited[i] = next != HealthUp
+				break
+			}
 			if (next == HealthDown || next == HealthEvacuated) && now.Sub(s.passiveAt[i]) >= e.pol.Passive.Retry {
-				next, why = HealthProbation, "probation: no fresh data since "+s.passive[i].String()+" at "+s.passiveAt[i].UTC().Format(time.TimeOnly)
+				next, why = HealthProbation, "probation: no fresh data since "+prev.String()+" at "+s.passiveAt[i].UTC().Format(time.TimeOnly)
 			}
 		case v.fastScore >= 0:
-			best, bestJ := -1.0, -1
-			for j := range views {
-				if j != i && s.passive[j] == HealthUp && views[j].score > best {
-					best, bestJ = views[j].score, j
-				}
-			}
-			// Evacuate on a sudden fall only: a CDN that is steadily
-			// worse keeps its exploration share to stay measured.
-			sudden := v.score < 0 || v.fastScore < v.score-e.pol.Passive.EvacuateMargin/2
-			if bestJ >= 0 && sudden && v.fastScore < best-e.pol.Passive.EvacuateMargin {
+			best, bestJ := e.bestOther(s, views, i)
+			// Evacuate a CDN that carries traffic, or one that just
+			// fell: a CDN steadily worse than the rest keeps its
+			// exploration share to stay measured.
+			carries := s.shares != nil && s.shares[i] > 2*e.pol.Exploration
+			sudden := v.xscore < 0 || v.fastScore < v.xscore-e.pol.Passive.EvacuateMargin/2
+			if bestJ >= 0 && (carries || sudden) && v.fastScore < best-e.pol.Passive.EvacuateMargin {
 				next = HealthEvacuated
 				why = fmt.Sprintf("passive: recent QoE %.1f is %.1f below %s's %.1f", v.fastScore, best-v.fastScore, st.svc.CDNs[bestJ], best)
 			} else {
@@ -650,12 +696,83 @@ func (e *Engine) passive(st *svcState, s *scopeState, views []cdnView, now time.
 		default: // fresh attempts, failing below the limit
 			next, why = HealthUp, ""
 		}
-		if next != s.passive[i] {
+		if next == HealthProbation && prev != HealthProbation && own != nil {
+			own.probation = means{}
+		}
+		if why == "" || !strings.HasPrefix(why, "inherited") {
+			s.inherited[i] = false
+		}
+		if next != prev {
 			s.passiveAt[i] = now
 		}
 		s.passive[i], s.passiveWhy[i] = next, why
 		v.health, v.reason = next, why
 	}
+}
+
+// recoveryForget is what a CDN's windows keep of their past when the CDN
+// comes back from probation healthy: what they remember is the incident,
+// which no longer holds, and would keep the recovered CDN from competing
+// for many half-lives.
+const recoveryForget = 0
+
+// forget weighs down CDN i's slow windows in scope s and every scope
+// under it. Scopes under s rank in a later phase, and no two scopes of one
+// level share a descendant, so this is safe inside a parallel level.
+func (e *Engine) forget(st *svcState, s *scopeState, i int) {
+	cdn := st.svc.CDNs[i]
+	for _, d := range st.sorted {
+		if !descends(d, s) {
+			continue
+		}
+		if w := e.windows[winKey{scope: d.scope, cdn: cdn}]; w != nil {
+			w.scale(recoveryForget, 1)
+			w.refresh(e.pol.Weights)
+		}
+	}
+}
+
+// descends reports whether scope d is s or under it.
+func descends(d, s *scopeState) bool {
+	switch {
+	case d == s:
+		return true
+	case d.scope.Level <= s.scope.Level:
+		return false
+	case s.scope.Level == LevelGlobal:
+		return true
+	case s.scope.Level == LevelCountry:
+		return d.loc.Country == s.scope.Country
+	case s.scope.Level == LevelRegion:
+		return d.scope.Region == s.scope.Region
+	}
+	return false
+}
+
+// bestOther is the best slow experience score among the other CDNs
+// healthy in s: what a fast or probation score is measured against.
+func (e *Engine) bestOther(s *scopeState, views []cdnView, i int) (float64, int) {
+	best, bestJ := -1.0, -1
+	for j := range views {
+		if j != i && s.passive[j] == HealthUp && views[j].xscore > best {
+			best, bestJ = views[j].xscore, j
+		}
+	}
+	return best, bestJ
+}
+
+// parentState is the nearest ranked ancestor's state (parents rank first).
+func (e *Engine) parentState(st *svcState, s *scopeState) *scopeState {
+	if s.parent != nil || s.scope.Level == LevelGlobal {
+		return s.parent
+	}
+	for p, ok := s.scope.parent(s.loc); ok; p, ok = p.parent(s.loc) {
+		if ps := st.scopes[p]; ps != nil {
+			s.parent = ps
+			return ps
+		}
+	}
+	return nil
 }
 
 // applicable sorts the active overrides that cover a scope by precedence.
@@ -711,7 +828,9 @@ func (e *Engine) damp(s *scopeState, views []cdnView, now time.Time) {
 			p *= math.Exp2(-now.Sub(s.penaltyAt[i]).Seconds() / e.pol.Flap.HalfLife.Seconds())
 		}
 		was := s.health[i]
-		fell := (v.health == HealthDown || v.health == HealthEvacuated) &&
+		// A fall taken from the parent is the parent's flap, counted
+		// there once, not again in every scope under it.
+		fell := (v.health == HealthDown || v.health == HealthEvacuated) && !s.inherited[i] &&
 			(was == HealthUp || was == HealthSuppressed || was == HealthUnknown)
 		if fell {
 			p++
@@ -855,10 +974,18 @@ func (e *Engine) targets(wk *worker, st *svcState, views []cdnView, lead int, we
 	if float64(len(elig)-1)*explore > 0.5 {
 		explore = 0.5 / float64(len(elig)-1)
 	}
+	rest := 1.0
 	for _, i := range elig {
 		t[i] = explore
+		if views[i].health == HealthProbation {
+			t[i] = max(explore, e.pol.Passive.ProbationShare)
+		}
+		if i != lead {
+			rest -= t[i]
+		}
 	}
-	t[lead] = 1 - explore*float64(len(elig)-1)
+	t[lead] = max(0, rest)
+	normalize(t)
 
 	// Weight overrides fix a CDN's share; the others keep their
 	// proportions of the rest.

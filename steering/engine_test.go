@@ -524,7 +524,7 @@ func TestScoreCurves(t *testing.T) {
 	}{
 		{"startup 8s is half", startupCurve, 8000, 0.5},
 		{"rebuffer 10% is 1/e", rebufferCurve, 0.1, math.Exp(-1)},
-		{"failure 5% is 1/e", failureCurve, 0.05, math.Exp(-1)},
+		{"failure 5% is e^-0.75", failureCurve, 0.05, math.Exp(-0.75)},
 		{"ttfb 150ms is half", ttfbCurve, 150, 0.5},
 	} {
 		if got := tc.f(tc.x); math.Abs(got-tc.want) > 1e-9 {

@@ -73,3 +73,15 @@ func (o *Observation) attempt() bool {
 	}
 	return false
 }
+
+// exit reports whether the observation ends a view: a view_end of a view
+// that started, or a fatal error.
+func (o *Observation) exit() bool {
+	switch o.Kind {
+	case KindError:
+		return o.Fatal
+	case KindViewEnd:
+		return o.StartupMS > 0 || o.CMCD
+	}
+	return false
+}

@@ -82,14 +82,16 @@ type Stale struct {
 // the shift cap) when its fast QoE score over at least MinBeacons recent
 // beacons is EvacuateMargin points below the best other healthy CDN. A
 // down or evacuated CDN gets no views, so no new evidence: after Retry
-// without fresh data it goes on probation (exploration share only) and the
-// next fresh data decides.
+// without fresh data it goes on probation with ProbationShare of the
+// traffic, and what those views report decides (a load balancer's slow
+// start: enough views to judge in seconds, few enough to hurt little).
 type Passive struct {
 	FailureRate    float64
 	MinAttempts    float64
 	MinBeacons     float64
 	EvacuateMargin float64
 	Retry          time.Duration
+	ProbationShare float64
 }
 
 // Probe thresholds for active HTTP health probes: down after Fall
@@ -130,14 +132,14 @@ func DefaultPolicy() Policy {
 		FastHalfLife:      4 * time.Second,
 		MinSamples:        50,
 		Hysteresis:        Hysteresis{Margin: 3, Dwell: 20 * time.Second},
-		MaxShiftPerMinute: 30,
+		MaxShiftPerMinute: 50,
 		Exploration:       0.02,
 		Cost:              Cost{Margin: 4},
 		Stale:             Stale{Freeze: 30 * time.Second, Static: 5 * time.Minute},
-		Passive:           Passive{FailureRate: 0.25, MinAttempts: 5, MinBeacons: 20, EvacuateMargin: 20, Retry: 30 * time.Second},
+		Passive:           Passive{FailureRate: 0.25, MinAttempts: 5, MinBeacons: 20, EvacuateMargin: 10, Retry: 30 * time.Second, ProbationShare: 0.05},
 		Probe:             Probe{Interval: 5 * time.Second, Timeout: 2 * time.Second, Fall: 3, Rise: 2},
 		Flap:              Flap{HalfLife: 5 * time.Minute, Suppress: 1.5},
-		Poison:            Poison{ClientCap: 30, AttemptCap: 2},
+		Poison:            Poison{ClientCap: 30, AttemptCap: 1},
 	}
 }
 
@@ -149,7 +151,7 @@ func (p Policy) Validate() error {
 	}{{"min_samples", p.MinSamples}, {"hysteresis.margin", p.Hysteresis.Margin}, {"max_shift_per_minute", p.MaxShiftPerMinute},
 		{"exploration", p.Exploration}, {"cost.margin", p.Cost.Margin}, {"passive.failure_rate", p.Passive.FailureRate},
 		{"passive.min_attempts", p.Passive.MinAttempts}, {"passive.min_beacons", p.Passive.MinBeacons},
-		{"passive.evacuate_margin", p.Passive.EvacuateMargin}, {"flap.suppress", p.Flap.Suppress},
+		{"passive.evacuate_margin", p.Passive.EvacuateMargin}, {"passive.probation_share", p.Passive.ProbationShare}, {"flap.suppress", p.Flap.Suppress},
 		{"poison.client_cap", p.Poison.ClientCap}, {"poison.attempt_cap", p.Poison.AttemptCap}} {
 		if math.IsNaN(f.v) || math.IsInf(f.v, 0) {
 			return fmt.Errorf("%s: %v is not a finite number", f.name, f.v)
@@ -197,6 +199,8 @@ func (p Policy) Validate() error {
 		return fmt.Errorf("passive.min_beacons: %v is below 1", p.Passive.MinBeacons)
 	case p.Passive.Retry <= 0:
 		return fmt.Errorf("passive.retry: %v is not positive", p.Passive.Retry)
+	case p.Passive.ProbationShare < 0 || p.Passive.ProbationShare > 0.5:
+		return fmt.Errorf("passive.probation_share: %v is outside 0..0.5", p.Passive.ProbationShare)
 	case p.Passive.EvacuateMargin <= 0:
 		return fmt.Errorf("passive.evacuate_margin: %v is not positive", p.Passive.EvacuateMargin)
 	case p.Probe.Interval <= 0:

@@ -35,9 +35,9 @@ func startupCurve(ms float64) float64 { return 8 / (8 + ms/1000) }
 // rebufferCurve is Mux's smoothness: e^(-10 r); 1% stalling costs ~10%.
 func rebufferCurve(r float64) float64 { return math.Exp(-10 * r) }
 
-// failureCurve: e^(-20 f). Failures are the worst experience there is; 5%
-// failing views cost 63% of this component.
-func failureCurve(f float64) float64 { return math.Exp(-20 * f) }
+// failureCurve: e^(-15 f). Failures are the worst experience there is; 5%
+// failing views cost 53% of this component.
+func failureCurve(f float64) float64 { return math.Exp(-15 * f) }
 
 // ebvsCurve: e^(-10 e).
 func ebvsCurve(e float64) float64 { return math.Exp(-10 * e) }

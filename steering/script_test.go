@@ -22,7 +22,7 @@ import (
 //
 //	catalog service=vod cdns=a,b,c [prices=a:0.01,b:0.02] [commits=a:100] [max_share=a:0.5]
 //	policy key=value ...          (dwell, margin, exploration, max_shift, min_samples, cost_margin,
-//	                               freeze, static, retry, half_life, fast_half_life, suppress, client_cap)
+//	                               freeze, static, retry, evacuate_margin, half_life, fast_half_life, suppress, client_cap)
 //	load [service=vod] [region=eu-west] [country=GB] [asn=64496] [for=60s] [client=1.2.3.0 (one for all views)]
 //	  cdn=a [region=..] [asn=..] [client=..] views=100 startup_ms=900 rebuffer=0.01 failure=0 ebvs=0 bitrate=3000 throughput=8000 ttfb=50
 //	                              (play the indented lines' views over `for`, ticking every second)
@@ -296,6 +296,8 @@ func (r *scriptRun) policy(a map[string]string) {
 			p.Stale.Freeze = r.dur(v)
 		case "static":
 			p.Stale.Static = r.dur(v)
+		case "evacuate_margin":
+			p.Passive.EvacuateMargin = r.num(v)
 		case "retry":
 			p.Passive.Retry = r.dur(v)
 		case "half_life":
@@ -428,7 +430,7 @@ func (r *scriptRun) check(cmd string, a map[string]string, want string) {
 	rk := r.ranking(a)
 	dump := func() string {
 		var b strings.Builder
-		fmt.Fprintf(&b, "ranking %s rule=%s fired=%v", rk.Scope, rk.Rule, rk.Fired)
+		fmt.Fprintf(&b, "ranking %s rule=%s fired=%v", rk.Scope, rk.Rule, rk.Fired.Names())
 		for _, c := range rk.Choices {
 			fmt.Fprintf(&b, "\n  %s w=%.3f score=%.1f fast=%.1f scope=%s n=%.0f health=%s leader=%v %s", c.CDN, c.Weight, c.Score, c.FastScore, c.ScoreScope, c.Samples, c.Health, c.Leader, c.Reason)
 		}
@@ -473,7 +475,7 @@ func (r *scriptRun) check(cmd string, a map[string]string, want string) {
 		}
 	case "fired":
 		if !slices.Contains(rk.Fired.Names(), want) {
-			r.errorf("fired = %v, want %s among them\n%s", rk.Fired, want, dump())
+			r.errorf("fired = %v, want %s among them\n%s", rk.Fired.Names(), want, dump())
 		}
 	case "health", "scope":
 		c := r.choice(rk, a["cdn"])

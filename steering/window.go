@@ -69,24 +69,101 @@ func newSketch() *ddsketch.DDSketch {
 	return ddsketch.NewDDSketch(m, store.NewBufferedPaginatedStore(), store.NewBufferedPaginatedStore())
 }
 
+// means accumulates weighted counts, sums and means: the passive health
+// windows (decayed) and the probation evidence (not decayed, since the
+// CDN went on probation).
+type means struct {
+	beacons            float64
+	attempts, failures float64
+	exits              float64 // views that ended: view_end of a started view, or a fatal error
+	played, stalled    float64
+	startupSum, startN float64 // sums of logs: see figures
+	ttfbSum, ttfbN     float64
+	bitrateSum, brN    float64
+	tputSum, tputN     float64
+}
+
+func (m *means) add(o *Observation, w float64) {
+	m.beacons += w
+	if o.attempt() {
+		m.attempts += w
+	}
+	if o.exit() {
+		m.exits += w
+	}
+	if o.Kind == KindError && o.Fatal {
+		m.failures += w
+	}
+	if o.Kind == KindViewStart && o.StartupMS > 0 {
+		m.startupSum += math.Log(float64(min(o.StartupMS, maxStartupMS))) * w
+		m.startN += w
+	}
+	if !o.CMCD && (o.Kind == KindHeartbeat || o.Kind == KindViewEnd) {
+		m.played += float64(min(o.PlayedMS, maxDeltaMS)) * w
+		m.stalled += float64(min(o.RebufferMS, maxDeltaMS)) * w
+	}
+	if o.ThroughputKbps > 0 {
+		m.tputSum += math.Log(float64(min(o.ThroughputKbps, maxKbps))) * w
+		m.tputN += w
+	}
+	if o.BitrateKbps > 0 {
+		m.bitrateSum += math.Log(float64(min(o.BitrateKbps, maxKbps))) * w
+		m.brN += w
+	}
+	if o.TTFBMS > 0 {
+		m.ttfbSum += math.Log(float64(min(o.TTFBMS, maxTTFBMS))) * w
+		m.ttfbN += w
+	}
+}
+
+// figures are geometric means rather than quantiles: cheap, enough to
+// judge health, and, unlike arithmetic means, not dragged far by one
+// absurd value (a 60 s startup among twenty 1 s ones moves the geometric
+// mean by a fifth, the arithmetic one fourfold).
+func (m *means) figures() Figures {
+	f := noFigures
+	if m.startN > 0 {
+		f.StartupP50MS = math.Exp(m.startupSum / m.startN)
+		f.StartupP90MS = f.StartupP50MS
+	}
+	if m.played+m.stalled > 0 {
+		f.RebufferRatio = m.stalled / (m.played + m.stalled)
+	}
+	if t := trials(m.attempts, m.exits); t > 0 {
+		f.FailureRate = min(1, m.failures/t)
+	}
+	if m.tputN > 0 {
+		f.ThroughputP50Kbps = math.Exp(m.tputSum / m.tputN)
+	}
+	if m.brN > 0 {
+		f.BitrateP50Kbps = math.Exp(m.bitrateSum / m.brN)
+	}
+	if m.ttfbN > 0 {
+		f.TTFBP50MS = math.Exp(m.ttfbSum / m.ttfbN)
+	}
+	return f
+}
+
+func (m *means) scale(k float64) {
+	*m = means{beacons: m.beacons * k, attempts: m.attempts * k, failures: m.failures * k, exits: m.exits * k, played: m.played * k, stalled: m.stalled * k,
+		startupSum: m.startupSum * k, startN: m.startN * k, ttfbSum: m.ttfbSum * k, ttfbN: m.ttfbN * k,
+		bitrateSum: m.bitrateSum * k, brN: m.brN * k, tputSum: m.tputSum * k, tputN: m.tputN * k}
+}
+
 // window accumulates one (service, cdn, scope) with forward-decayed
-// weights: the slow part scores, the fast part judges passive health.
+// weights: the slow part scores, the fast part judges passive health, and
+// the probation part collects evidence while the CDN is on probation.
 type window struct {
 	// slow, weights g(t) with Policy.HalfLife
 	beacons                  float64
 	attempts, failures, ebvs float64
+	exits                    float64 // views that ended: view_end of a started view, or a fatal error
 	played, stalled          float64
 	startup, tput, bitrate   *ddsketch.DDSketch
 	ttfb                     *ddsketch.DDSketch
 
-	// fast, weights with Policy.FastHalfLife
-	fBeacons                   float64
-	fAttempts, fFailures       float64
-	fPlayed, fStalled          float64
-	fStartupSum, fStartupN     float64
-	fTTFBSum, fTTFBN           float64
-	fBitrateSum, fBitrateN     float64
-	fThroughputSum, fThroughpN float64
+	fast      means // weights with Policy.FastHalfLife
+	probation means // plain client weights since the scope put the CDN on probation
 
 	last  time.Time // newest sample
 	dirty bool      // samples since the cached figures were computed
@@ -95,8 +172,66 @@ type window struct {
 	// read fresh.
 	stats, fstats Stats
 	score, fscore float64
+	xscore        float64  // the slow figures scored like the fast ones, to compare them
 	fig           *Figures // rounded copy of stats for rankings; replaced, never modified
 }
+
+// add folds one observation in with slow weight w, fast weight f and
+// plain (undecayed) weight p, all already multiplied by the client's
+// poisoning weight.
+func (win *window) add(o *Observation, w, f, p float64) {
+	if o.At.After(win.last) {
+		win.last = o.At
+	}
+	win.dirty = true
+	win.beacons += w
+	if o.exit() {
+		win.exits += w
+	}
+	win.fast.add(o, f)
+	win.probation.add(o, p)
+	switch o.Kind {
+	case KindViewStart:
+		win.attempts += w
+		if o.StartupMS > 0 {
+			win.sketch(&win.startup, float64(min(o.StartupMS, maxStartupMS)), w)
+		}
+	case KindError:
+		if o.Fatal {
+			win.failures += w
+			// A view that fails before its first frame sends no
+			// view_start: its failure is its play attempt.
+			if o.StartupMS == 0 {
+				win.attempts += w
+			}
+		}
+	case KindViewEnd:
+		if o.StartupMS == 0 && !o.CMCD {
+			win.ebvs += w
+			win.attempts += w
+		}
+	}
+	if !o.CMCD && (o.Kind == KindHeartbeat || o.Kind == KindViewEnd) {
+		win.played += float64(min(o.PlayedMS, maxDeltaMS)) * w
+		win.stalled += float64(min(o.RebufferMS, maxDeltaMS)) * w
+	}
+	if o.ThroughputKbps > 0 {
+		win.sketch(&win.tput, float64(min(o.ThroughputKbps, maxKbps)), w)
+	}
+	if o.BitrateKbps > 0 {
+		win.sketch(&win.bitrate, float64(min(o.BitrateKbps, maxKbps)), w)
+	}
+	if o.TTFBMS > 0 {
+		win.sketch(&win.ttfb, float64(min(o.TTFBMS, maxTTFBMS)), w)
+	}
+}
+
+// trials is what a failure rate divides by: views starting or views
+// ending, whichever is more. In a steady state they are equal and the rate
+// is Mux's failures per view. When a CDN fails, views end in a burst and
+// the rate goes to 1 at once; when it gets no new views (evacuated), the
+// views still playing on it are what is left to fail.
+func trials(attempts, exits float64) float64 { return max(attempts, exits) }
 
 // refresh recomputes the cached figures after new samples.
 func (win *window) refresh(w Weights) {
@@ -105,10 +240,11 @@ func (win *window) refresh(w Weights) {
 	}
 	win.stats = win.computeStats()
 	win.score, _ = Score(win.stats, w)
+	win.xscore, _ = Score(win.stats, experience(w))
 	f := roundFigures(win.stats.Figures)
 	win.fig = &f
-	win.fstats = win.computeFast()
-	win.fscore, _ = Score(win.fstats, w)
+	win.fstats = Stats{Figures: win.fast.figures()}
+	win.fscore, _ = Score(win.fstats, experience(w))
 	win.dirty = false
 }
 
@@ -122,72 +258,18 @@ func (win *window) slowStats(g float64) Stats {
 // fastStats are the passive health figures with counts decayed to gf.
 func (win *window) fastStats(gf float64) Stats {
 	s := win.fstats
-	s.Views, s.Beacons = win.fAttempts/gf, win.fBeacons/gf
+	s.Views, s.Beacons = trials(win.fast.attempts, win.fast.exits)/gf, win.fast.beacons/gf
 	return s
 }
 
-// add folds one observation in with slow weight w and fast weight f (both
-// already multiplied by the client's poisoning weight).
-func (win *window) add(o *Observation, w, f float64) {
-	if o.At.After(win.last) {
-		win.last = o.At
-	}
-	win.dirty = true
-	win.beacons += w
-	win.fBeacons += f
-	switch o.Kind {
-	case KindViewStart:
-		win.attempts += w
-		win.fAttempts += f
-		if o.StartupMS > 0 {
-			s := float64(min(o.StartupMS, maxStartupMS))
-			win.sketch(&win.startup, s, w)
-			win.fStartupSum += s * f
-			win.fStartupN += f
-		}
-	case KindError:
-		if o.Fatal {
-			win.failures += w
-			win.fFailures += f
-			// A view that fails before its first frame sends no
-			// view_start: its failure is its play attempt.
-			if o.StartupMS == 0 {
-				win.attempts += w
-				win.fAttempts += f
-			}
-		}
-	case KindViewEnd:
-		if o.StartupMS == 0 && !o.CMCD {
-			win.ebvs += w
-			win.attempts += w
-			win.fAttempts += f
-		}
-	}
-	if !o.CMCD && (o.Kind == KindHeartbeat || o.Kind == KindViewEnd) {
-		p, r := float64(min(o.PlayedMS, maxDeltaMS)), float64(min(o.RebufferMS, maxDeltaMS))
-		win.played += p * w
-		win.stalled += r * w
-		win.fPlayed += p * f
-		win.fStalled += r * f
-	}
-	if o.ThroughputKbps > 0 {
-		v := float64(min(o.ThroughputKbps, maxKbps))
-		win.sketch(&win.tput, v, w)
-		win.fThroughputSum += v * f
-		win.fThroughpN += f
-	}
-	if o.BitrateKbps > 0 {
-		v := float64(min(o.BitrateKbps, maxKbps))
-		win.sketch(&win.bitrate, v, w)
-		win.fBitrateSum += v * f
-		win.fBitrateN += f
-	}
-	if o.TTFBMS > 0 {
-		v := float64(min(o.TTFBMS, maxTTFBMS))
-		win.sketch(&win.ttfb, v, w)
-		win.fTTFBSum += v * f
-		win.fTTFBN += f
-	}
+// experience leaves failures out of the fast score: a failure rate over a
+// few seconds of a few viewers swings with one failed view (or one
+// flooding client), and failures have their own rule (Passive.FailureRate
+// over Passive.MinAttempts trials). The fast score judges how the views
+// that play are doing.
+func experience(w Weights) Weights {
+	w.Failure, w.EBVS = 0, 0
+	return w
 }
 
 // Outlier clamps: a value past these is an attack or a broken player, and
@@ -216,8 +298,10 @@ func (win *window) computeStats() Stats {
 	if win.played+win.stalled > 0 {
 		s.RebufferRatio = win.stalled / (win.played + win.stalled)
 	}
+	if t := trials(win.attempts, win.exits); t > 0 {
+		s.FailureRate = min(1, win.failures/t)
+	}
 	if win.attempts > 0 {
-		s.FailureRate = min(1, win.failures/win.attempts)
 		s.EBVSRate = min(1, win.ebvs/win.attempts)
 	}
 	return s
@@ -241,37 +325,12 @@ func quantile2(s *ddsketch.DDSketch, q1, q2 float64) (float64, float64) {
 	return v1, v2
 }
 
-// computeFast: the passive health figures are means rather than
-// quantiles, cheap enough to keep beside the quantiles.
-func (win *window) computeFast() Stats {
-	s := noStats()
-	if win.fStartupN > 0 {
-		s.StartupP50MS = win.fStartupSum / win.fStartupN
-		s.StartupP90MS = s.StartupP50MS
-	}
-	if win.fPlayed+win.fStalled > 0 {
-		s.RebufferRatio = win.fStalled / (win.fPlayed + win.fStalled)
-	}
-	if win.fAttempts > 0 {
-		s.FailureRate = min(1, win.fFailures/win.fAttempts)
-	}
-	if win.fThroughpN > 0 {
-		s.ThroughputP50Kbps = win.fThroughputSum / win.fThroughpN
-	}
-	if win.fBitrateN > 0 {
-		s.BitrateP50Kbps = win.fBitrateSum / win.fBitrateN
-	}
-	if win.fTTFBN > 0 {
-		s.TTFBP50MS = win.fTTFBSum / win.fTTFBN
-	}
-	return s
-}
-
 // scale multiplies every weight by k (a rebase moving the landmark forward
 // multiplies by g(old)/g(new) < 1). Sketches are rebuilt bin by bin.
 func (win *window) scale(k, kf float64) {
 	win.dirty = true
 	win.beacons *= k
+	win.exits *= k
 	win.attempts *= k
 	win.failures *= k
 	win.ebvs *= k
@@ -290,17 +349,5 @@ func (win *window) scale(k, kf float64) {
 		})
 		*s = n
 	}
-	win.fBeacons *= kf
-	win.fAttempts *= kf
-	win.fFailures *= kf
-	win.fPlayed *= kf
-	win.fStalled *= kf
-	win.fStartupSum *= kf
-	win.fStartupN *= kf
-	win.fTTFBSum *= kf
-	win.fTTFBN *= kf
-	win.fBitrateSum *= kf
-	win.fBitrateN *= kf
-	win.fThroughputSum *= kf
-	win.fThroughpN *= kf
+	win.fast.scale(kf)
 }

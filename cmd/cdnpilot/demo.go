@@ -30,7 +30,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	// proxy in the demo only.
 	cfg.Ingest.TrustedProxies = append(cfg.Ingest.TrustedProxies, "127.0.0.1/32", "::1/128")
 	log := newLogger(stderr, cfg.LogLevel, cf.logJSON)
-	a, err := app.New(ctx, cfg, app.Roles{Ingest: true, Consume: true, Fleet: true}, log)
+	a, err := app.New(ctx, cfg, app.Roles{Ingest: true, Consume: true, Score: true, Steer: true, Players: true}, log)
 	if err != nil {
 		return err
 	}
@@ -47,10 +47,11 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
   beacon ingest    POST %s/v1/beacons
   CMCD ingest      POST|GET %s/v1/cmcd?service=vod
+  rankings         %s/api/v1/rankings?service=vod&region=eu-west
   metrics          %s/metrics
   health           %s/healthz  %s/readyz
 
 Press Ctrl-C to stop; accepted beacons are flushed before exit.
-`, cfg.Demo.Viewers, broker, store, base, base, base, base, base)
+`, cfg.Demo.Viewers, broker, store, base, base, base, base, base, base)
 	return a.Run(ctx)
 }

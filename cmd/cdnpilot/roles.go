@@ -55,6 +55,10 @@ func runConsume(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	return runRole(ctx, "consume", app.Roles{Consume: true}, args, stdout, stderr)
 }
 
+func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return runRole(ctx, "score", app.Roles{Score: true}, args, stdout, stderr)
+}
+
 func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg, cf, err := loadRole("migrate", args, stderr)
 	if err != nil {

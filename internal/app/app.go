@@ -27,6 +27,12 @@ import (
 	"github.com/cdnpilot/cdnpilot/internal/fleet"
 	"github.com/cdnpilot/cdnpilot/internal/geo"
 	"github.com/cdnpilot/cdnpilot/internal/kafkaio"
+	"github.com/cdnpilot/cdnpilot/internal/probe"
+	"github.com/cdnpilot/cdnpilot/internal/scorer"
+	"github.com/cdnpilot/cdnpilot/internal/sim"
+	"github.com/cdnpilot/cdnpilot/internal/simloop"
+	"github.com/cdnpilot/cdnpilot/steering"
+	"github.com/cdnpilot/cdnpilot/ui"
 )
 
 // Roles selects what this process runs.
@@ -34,6 +40,17 @@ type Roles struct {
 	Ingest  bool
 	Consume bool
 	Fleet   bool // synthetic players posting to this process's ingest
+	// Score runs the steering engine: beacons in, ranking snapshots out
+	// to the rankings topic, plus active health probes.
+	Score bool
+	// Steer keeps a steering node's Table from the rankings topic and
+	// serves the read-only rankings API (later: DNS, HTTP, content
+	// steering).
+	Steer bool
+	// Players runs the simulator's steady world in real time: viewers
+	// ask this process's Table for a CDN and post beacons to its ingest.
+	// Needs Steer and Ingest.
+	Players bool
 }
 
 // Store is what the app needs of an analytics store.
@@ -63,6 +80,14 @@ type App struct {
 	reader   *kafka.Reader
 	consumer *consume.Consumer
 	fleet    *fleet.Fleet
+
+	scoreReader *kafka.Reader
+	rankWriter  *kafkaio.Writer
+	scorer      *scorer.Scorer
+	prober      *probe.Prober
+	table       *steering.Table
+	subscriber  *scorer.Subscriber
+	players     func(context.Context) error
 }
 
 // New builds the process and binds its listeners, so the caller can print
@@ -82,6 +107,8 @@ func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) 
 	topics := []kafkaio.Topic{
 		{Name: cfg.Kafka.BeaconsTopic, Partitions: cfg.Kafka.Partitions},
 		{Name: cfg.Kafka.DeadLetterTopic, Partitions: 1},
+		// One partition: nodes read it whole, and per-key order is total.
+		{Name: cfg.Kafka.RankingsTopic, Partitions: 1, Compacted: true},
 	}
 	if cfg.Kafka.Embedded() {
 		if a.broker, err = kafkaio.StartEmbedded(0, "", topics...); err != nil {
@@ -150,6 +177,17 @@ func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) 
 		h.Register(a.mux)
 	}
 
+	if roles.Score {
+		if err := a.buildScorer(cfg, log); err != nil {
+			return nil, err
+		}
+	}
+	if roles.Steer {
+		if err := a.buildSteer(cfg, log); err != nil {
+			return nil, err
+		}
+	}
+
 	a.mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
 	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
@@ -170,6 +208,24 @@ func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) 
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 
+	if roles.Players {
+		if a.table == nil || !roles.Ingest {
+			return nil, errors.New("simulated players need the steer and ingest roles")
+		}
+		sc, err := sim.Load("steady")
+		if err != nil {
+			return nil, err
+		}
+		// The steady world has about 460 concurrent viewers at scale 1.
+		sc = sc.Scaled(max(0.01, float64(cfg.Demo.Viewers)/460))
+		sc.Seed = uint64(cfg.Demo.Seed)
+		live := simloop.NewLive(a.table, "http://"+a.httpLn.Addr().String())
+		live.Logger = log
+		a.players = func(ctx context.Context) error {
+			_, err := sim.Run(ctx, sc, live, sim.RunOptions{RealTime: true, Policy: "demo", Logger: log})
+			return err
+		}
+	}
 	if roles.Fleet {
 		// The players live where the coverage file says clients are, so
 		// every one of them resolves to a region the operator configured.
@@ -184,6 +240,75 @@ func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) 
 	}
 	return a, nil
 }
+
+func (a *App) buildScorer(cfg config.Config, log *slog.Logger) error {
+	eng, err := steering.NewEngine(cfg.Catalog(), cfg.Policy(), time.Now())
+	if err != nil {
+		return fmt.Errorf("steering engine: %w", err)
+	}
+	a.scoreReader = kafkaio.NewReader(kafkaio.ReaderOptions{
+		Brokers: a.brokers, Topic: cfg.Kafka.BeaconsTopic, GroupID: cfg.Score.GroupID,
+		ClientID: cfg.Kafka.ClientID, Logger: log.With("component", "kafka-reader-score"),
+	})
+	if a.rankWriter, err = kafkaio.NewWriter(kafkaio.WriterOptions{
+		Brokers: a.brokers, Topic: cfg.Kafka.RankingsTopic, ClientID: cfg.Kafka.ClientID,
+		Compression: "zstd", BatchTimeout: time.Millisecond, Logger: log.With("component", "kafka-writer-rankings"),
+	}); err != nil {
+		return err
+	}
+	a.scorer = scorer.New(eng, a.scoreReader, a.rankWriter, scorer.Options{
+		Interval: cfg.Score.Interval.D(), Logger: log, Registerer: a.reg,
+	})
+	var targets []probe.Target
+	for _, c := range cfg.CDNs {
+		if c.HealthURL != "" {
+			targets = append(targets, probe.Target{CDN: c.Name, URL: c.HealthURL})
+		}
+	}
+	if len(targets) > 0 {
+		pol := cfg.Policy()
+		if a.prober, err = probe.New(targets, probeSink{eng: eng, log: log}, probe.Options{
+			Interval: pol.Probe.Interval, Timeout: pol.Probe.Timeout, Logger: log, Registerer: a.reg,
+		}); err != nil {
+			return fmt.Errorf("health probes: %w", err)
+		}
+	}
+	return nil
+}
+
+// probeSink hands probe results to the engine.
+type probeSink struct {
+	eng *steering.Engine
+	log *slog.Logger
+}
+
+func (p probeSink) ProbeResult(r steering.ProbeResult) {
+	if err := p.eng.Probe(r); err != nil {
+		p.log.Warn("probe result dropped", "err", err)
+	}
+}
+
+func (a *App) buildSteer(cfg config.Config, log *slog.Logger) error {
+	var err error
+	if a.table, err = steering.NewTable(cfg.Catalog(), cfg.Policy().Stale, nil); err != nil {
+		return err
+	}
+	var services []string
+	for _, s := range cfg.Services {
+		services = append(services, s.Name)
+	}
+	a.subscriber = scorer.NewSubscriber(a.table, services, scorer.SubscriberOptions{
+		Brokers: a.brokers, Topic: cfg.Kafka.RankingsTopic, ClientID: cfg.Kafka.ClientID, Logger: log, Registerer: a.reg,
+	})
+	a.mux.Handle("/api/v1/", ui.NewAPI(ui.Options{Rankings: a.table, Services: services, Logger: log}))
+	return nil
+}
+
+// Table is the steering node's snapshot table, nil unless Steer runs.
+func (a *App) Table() *steering.Table { return a.table }
+
+// Scorer is the score role, nil unless it runs.
+func (a *App) Scorer() *scorer.Scorer { return a.scorer }
 
 // Mux lets later roles (steering, admin API, UI) mount their handlers.
 func (a *App) Mux() *http.ServeMux { return a.mux }
@@ -227,6 +352,23 @@ func (a *App) Run(ctx context.Context) error {
 	})
 	if a.fleet != nil {
 		g.Go(func() error { return a.fleet.Run(gctx) })
+	}
+	if a.scorer != nil {
+		g.Go(func() error { return a.scorer.Run(gctx) })
+	}
+	if a.prober != nil {
+		g.Go(func() error { return a.prober.Run(gctx) })
+	}
+	if a.subscriber != nil {
+		g.Go(func() error { return a.subscriber.Run(gctx) })
+	}
+	if a.players != nil {
+		g.Go(func() error {
+			if err := a.players(gctx); err != nil && gctx.Err() == nil {
+				return fmt.Errorf("simulated players: %w", err)
+			}
+			return nil
+		})
 	}
 	if consumeDone != nil {
 		g.Go(func() error {
@@ -311,6 +453,14 @@ func (a *App) closeAll() {
 	if a.dlq != nil {
 		_ = a.dlq.Close()
 		a.dlq = nil
+	}
+	if a.scoreReader != nil {
+		_ = a.scoreReader.Close()
+		a.scoreReader = nil
+	}
+	if a.rankWriter != nil {
+		_ = a.rankWriter.Close()
+		a.rankWriter = nil
 	}
 	if a.store != nil {
 		_ = a.store.Close()

@@ -196,6 +196,7 @@ type Passive struct {
 	MinBeacons     float64  `yaml:"min_beacons"`
 	EvacuateMargin float64  `yaml:"evacuate_margin"`
 	Retry          Duration `yaml:"retry"`
+	ProbationShare float64  `yaml:"probation_share"`
 }
 
 // Probe is steering.Probe: how often and how patiently the health URLs
@@ -237,7 +238,7 @@ func steeringOf(p steering.Policy) Steering {
 		Stale:             Stale{Freeze: Duration(p.Stale.Freeze), Static: Duration(p.Stale.Static)},
 		Passive: Passive{
 			FailureRate: p.Passive.FailureRate, MinAttempts: p.Passive.MinAttempts, MinBeacons: p.Passive.MinBeacons,
-			EvacuateMargin: p.Passive.EvacuateMargin, Retry: Duration(p.Passive.Retry),
+			EvacuateMargin: p.Passive.EvacuateMargin, Retry: Duration(p.Passive.Retry), ProbationShare: p.Passive.ProbationShare,
 		},
 		Probe: Probe{
 			Interval: Duration(p.Probe.Interval), Timeout: Duration(p.Probe.Timeout), Fall: p.Probe.Fall, Rise: p.Probe.Rise,
@@ -284,7 +285,7 @@ func (c Config) Policy() steering.Policy {
 		Stale:             steering.Stale{Freeze: s.Stale.Freeze.D(), Static: s.Stale.Static.D()},
 		Passive: steering.Passive{
 			FailureRate: s.Passive.FailureRate, MinAttempts: s.Passive.MinAttempts, MinBeacons: s.Passive.MinBeacons,
-			EvacuateMargin: s.Passive.EvacuateMargin, Retry: s.Passive.Retry.D(),
+			EvacuateMargin: s.Passive.EvacuateMargin, Retry: s.Passive.Retry.D(), ProbationShare: s.Passive.ProbationShare,
 		},
 		Probe: steering.Probe{
 			Interval: s.Probe.Interval.D(), Timeout: s.Probe.Timeout.D(), Fall: s.Probe.Fall, Rise: s.Probe.Rise,
@@ -703,7 +704,7 @@ func (c Config) validateSteering() []error {
 		{"min_samples", s.MinSamples}, {"hysteresis.margin", s.Hysteresis.Margin},
 		{"max_shift_per_minute", s.MaxShiftPerMinute}, {"exploration", s.Exploration},
 		{"cost.margin", s.Cost.Margin}, {"passive.failure_rate", s.Passive.FailureRate},
-		{"passive.min_attempts", s.Passive.MinAttempts}, {"passive.min_beacons", s.Passive.MinBeacons},
+		{"passive.min_attempts", s.Passive.MinAttempts}, {"passive.min_beacons", s.Passive.MinBeacons}, {"passive.probation_share", s.Passive.ProbationShare},
 		{"passive.evacuate_margin", s.Passive.EvacuateMargin},
 		{"flap.suppress", s.Flap.Suppress}, {"poison.client_cap", s.Poison.ClientCap},
 		{"poison.attempt_cap", s.Poison.AttemptCap},

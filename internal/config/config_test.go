@@ -98,7 +98,7 @@ func TestPolicyMapsEveryField(t *testing.T) {
 		Exploration:       7,
 		Cost:              Cost{Margin: 8},
 		Stale:             Stale{Freeze: 9, Static: 10},
-		Passive:           Passive{FailureRate: 11, MinAttempts: 12, MinBeacons: 13, EvacuateMargin: 14, Retry: 15},
+		Passive:           Passive{FailureRate: 11, MinAttempts: 12, MinBeacons: 13, EvacuateMargin: 14, Retry: 15, ProbationShare: 15.5},
 		Probe:             Probe{Interval: 16, Timeout: 17, Fall: 18, Rise: 19},
 		Flap:              Flap{HalfLife: 20, Suppress: 21},
 		Poison:            Poison{ClientCap: 22, AttemptCap: 23},

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cdnpilot/cdnpilot/internal/sim"
+	"github.com/cdnpilot/cdnpilot/internal/simloop"
+	"github.com/cdnpilot/cdnpilot/steering"
+)
+
+// runSimulate plays a scenario in virtual time through the real steering
+// path (ingest, Kafka, the scorer, a node's table) and, with --baselines,
+// through the oracle, round-robin, best-single and static policies, then
+// prints the comparison.
+func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("simulate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cf commonFlags
+	cf.register(fs)
+	scenario := fs.String("scenario", "", "scenario name (see --list) or YAML file")
+	path := fs.String("path", "engine", "steering path the simulated players ask: engine (dns, http and steering come with their issues)")
+	scale := fs.Float64("scale", 10, "multiply the scenario's arrival rates (and capacities) by this")
+	baselines := fs.Bool("baselines", true, "also run the oracle, round-robin, best-single and static policies")
+	plot := fs.String("plot", "", "write the engine's share-per-CDN chart to this PNG file")
+	list := fs.Bool("list", false, "list the shipped scenarios and exit")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *list {
+		for _, n := range sim.Names() {
+			fmt.Fprintln(stdout, n)
+		}
+		return nil
+	}
+	if *scenario == "" {
+		return fmt.Errorf("simulate: --scenario is required (one of %s, or a YAML file)", strings.Join(sim.Names(), ", "))
+	}
+	if *path != "engine" {
+		return fmt.Errorf("simulate: --path %q is not available yet; only \"engine\" (the node's decision table) is", *path)
+	}
+	if !(*scale > 0 && *scale <= 100) {
+		return fmt.Errorf("simulate: --scale %v is outside (0, 100]", *scale)
+	}
+	sc, err := loadScenario(*scenario)
+	if err != nil {
+		return err
+	}
+	if sc.Duration.D() == 0 {
+		return fmt.Errorf("simulate: scenario %q runs forever (it is the demo's); pick one with a duration", *scenario)
+	}
+	sc = sc.Scaled(*scale)
+	cfg, err := cf.load()
+	if err != nil {
+		return err
+	}
+	log := newLogger(stderr, cfg.LogLevel, cf.logJSON)
+	res, err := simulateEngine(ctx, sc, cfg.Policy())
+	if err != nil {
+		return err
+	}
+	results := map[string]*sim.Result{"engine": res}
+	if *baselines {
+		all, err := sim.RunBaselines(ctx, sc, sim.RunOptions{Start: res.Start, Logger: log})
+		if err != nil {
+			return fmt.Errorf("simulate: baselines: %w", err)
+		}
+		for k, v := range all {
+			results[k] = v
+		}
+	}
+	fmt.Fprint(stdout, sim.Compare(results).Markdown())
+	if *plot != "" {
+		if err := sim.PlotShares(res, *plot); err != nil {
+			return fmt.Errorf("simulate: plot: %w", err)
+		}
+		fmt.Fprintf(stdout, "\nshares plotted to %s\n", *plot)
+	}
+	return nil
+}
+
+func loadScenario(name string) (*sim.Scenario, error) {
+	if slices.Contains(sim.Names(), name) {
+		return sim.Load(name)
+	}
+	data, err := os.ReadFile(filepath.Clean(name))
+	if err != nil {
+		return nil, fmt.Errorf("simulate: %q is neither a shipped scenario (%s) nor a readable file: %w", name, strings.Join(sim.Names(), ", "), err)
+	}
+	sc, err := sim.Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("simulate: %s: %w", name, err)
+	}
+	return sc, nil
+}
+
+// simulateEngine runs a scenario through the closed loop with a policy.
+func simulateEngine(ctx context.Context, sc *sim.Scenario, pol steering.Policy) (*sim.Result, error) {
+	start := time.Now().Truncate(time.Second)
+	l, err := simloop.Start(ctx, simloop.Options{Catalog: sc.Catalog(), Policy: pol, Start: start})
+	if err != nil {
+		return nil, fmt.Errorf("simulate: %w", err)
+	}
+	res, err := sim.Run(ctx, sc, l, sim.RunOptions{Start: start, Policy: "engine"})
+	if cerr := l.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("simulate: %w", err)
+	}
+	return res, nil
+}

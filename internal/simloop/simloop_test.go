@@ -1,0 +1,102 @@
+package simloop
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/cdnpilot/cdnpilot/internal/sim"
+	"github.com/cdnpilot/cdnpilot/steering"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var (
+	report = flag.String("simloop.scenarios", "", "comma list of scenarios for TestReport (all: every one)")
+	scale  = flag.Float64("simloop.scale", 10, "arrival-rate multiplier for TestReport")
+)
+
+// runEngine runs a scenario through the closed loop.
+func runEngine(ctx context.Context, t testing.TB, sc *sim.Scenario, start time.Time) *sim.Result {
+	t.Helper()
+	l, err := Start(ctx, Options{Catalog: sc.Catalog(), Policy: steering.DefaultPolicy(), Start: start})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := l.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	res, err := sim.Run(ctx, sc, l, sim.RunOptions{Start: start, Policy: "engine"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// TestClosedLoop runs the first half minute of the hard outage through
+// ingest, Kafka, the scorer and a node's Table: the engine must fail over
+// within the 10 s, and send fewer new views to the failing CDN
+// than spreading them round-robin does. (make bench-steering runs every
+// scenario whole, at ten times the viewers.)
+func TestClosedLoop(t *testing.T) {
+	sc, err := sim.Load("hard-outage")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Few enough viewers for -race on 2 cores; the outage starts at 4m.
+	sc.Duration = sim.Duration(4*time.Minute + 30*time.Second)
+	start := time.Now().Truncate(time.Second)
+	res := runEngine(t.Context(), t, sc, start)
+	rr, err := sim.Run(t.Context(), sc, sim.NewRoundRobin(), sim.RunOptions{Start: start})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := res.Summary
+	if !s.Failover.OK || s.Failover.D > 10*time.Second {
+		t.Errorf("failover %v, want within 10s", s.Failover)
+	}
+	if s.Hurt < 0 || s.Hurt >= rr.Summary.Hurt/2 {
+		t.Errorf("engine sent %.0f%% of new views to the failing CDN, round-robin %.0f%%", 100*s.Hurt, 100*rr.Summary.Hurt)
+	}
+	if s.SteerErrors != 0 || s.Beacons == 0 {
+		t.Errorf("steer errors %d, beacons %d", s.SteerErrors, s.Beacons)
+	}
+}
+
+// TestReport prints the comparison tables (the numbers behind make
+// bench-steering) for the scenarios named by -simloop.scenarios.
+func TestReport(t *testing.T) {
+	if *report == "" {
+		t.Skip("a report, not a check: go test ./internal/simloop -run TestReport -simloop.scenarios=all -v")
+	}
+	names := sim.Names()
+	if *report != "all" {
+		names = strings.Split(*report, ",")
+	}
+	for _, name := range names {
+		if name == "steady" {
+			continue
+		}
+		sc, err := sim.Load(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc = sc.Scaled(*scale)
+		start := time.Now().Truncate(time.Second)
+		t0 := time.Now()
+		res := runEngine(t.Context(), t, sc, start)
+		all, err := sim.RunBaselines(t.Context(), sc, sim.RunOptions{Start: start})
+		if err != nil {
+			t.Fatal(err)
+		}
+		all["engine"] = res
+		fmt.Printf("## %s (%v wall)\n%s\n", name, time.Since(t0).Round(time.Millisecond), sim.Compare(all).Markdown())
+	}
+}
