@@ -123,11 +123,17 @@ func judge(name string, res *sim.Result, all map[string]*sim.Result) verdict {
 	oracle, rr := all["oracle"].Summary.QoE, all["round-robin"].Summary.QoE
 	loss, rrLoss := oracle-s.QoE, oracle-rr
 	ratio := loss / rrLoss
+	lossCell := cell(ratio <= 0.2, fmt.Sprintf("%.2f of %.2f (%.0f%%)", loss, rrLoss, 100*ratio))
 	if rrLoss <= 0 {
+		// Round-robin did as well as the oracle: the goal is then to lose
+		// nothing either.
 		ratio = 0
+		if loss > 0 {
+			ratio = 1e9
+		}
+		lossCell = cell(loss <= 0, fmt.Sprintf("%.2f; round-robin %.2f", loss, rrLoss))
 	}
 	v.lossRatio = ratio
-	lossCell := cell(ratio <= 0.2, fmt.Sprintf("%.2f of %.2f (%.0f%%)", loss, rrLoss, 100*ratio))
 	v.flips = s.FlipsPer10Min
 	flips := cell(s.FlipsPer10Min <= 2, fmt.Sprintf("%.1f", s.FlipsPer10Min))
 	if name != "flapping" && name != "within-noise" {
