@@ -645,18 +645,25 @@ func (e *Engine) passive(st *svcState, s *scopeState, views []cdnView, now time.
 			}
 		case prev == HealthProbation:
 			// Judge the views since probation began, however slowly they
-			// come, and not before passive.retry has passed: a degraded
-			// CDN's new views play well until their buffers run dry.
-			if own == nil || own.probation.beacons < e.pol.Passive.MinBeacons || now.Sub(s.passiveAt[i]) < e.pol.Passive.Retry {
+			// come. A CDN on probation is suspect: half the usual trials
+			// send it back down. Clearing it takes the usual evidence,
+			// and passive.retry at least: a degraded CDN's new views play
+			// well until their buffers run dry.
+			if own == nil {
 				break
 			}
 			ps := Stats{Figures: own.probation.figures(), Views: trials(own.probation.attempts, own.probation.exits), Beacons: own.probation.beacons}
+			if ps.Views >= max(2, e.pol.Passive.MinAttempts/2) && ps.FailureRate > e.pol.Passive.FailureRate {
+				next = HealthDown
+				why = fmt.Sprintf("probation: %.0f%% of %.0f play attempts failed", 100*ps.FailureRate, ps.Views)
+				break
+			}
+			if own.probation.beacons < e.pol.Passive.MinBeacons || now.Sub(s.passiveAt[i]) < e.pol.Passive.Retry {
+				break
+			}
 			score, _ := Score(ps, experience(e.pol.Weights))
 			best, bestJ := e.bestOther(s, views, i)
 			switch {
-			case ps.Views >= e.pol.Passive.MinAttempts && ps.FailureRate > e.pol.Passive.FailureRate:
-				next = HealthDown
-				why = fmt.Sprintf("probation: %.0f%% of %.0f play attempts failed", 100*ps.FailureRate, ps.Views)
 			case bestJ >= 0 && score < best-e.pol.Passive.EvacuateMargin:
 				next = HealthEvacuated
 				why = fmt.Sprintf("probation: QoE %.1f is %.1f below %s's %.1f", score, best-score, st.svc.CDNs[bestJ], best)
@@ -668,7 +675,10 @@ func (e *Engine) passive(st *svcState, s *scopeState, views []cdnView, now time.
 			// No fresh evidence of the kind that would clear the state
 			// (play attempts clear down; anything clears evacuated), or
 			// a state taken from the parent: follow the parent.
-			if p := parent; p != nil && p.passive != nil && (p.passive[i] != HealthUp || s.inherited[i]) {
+			// Only a CDN this scope has nothing against takes the parent's
+			// state: one it took down on its own evidence stays down and
+			// goes on probation here, where its failure was seen.
+			if p := parent; p != nil && p.passive != nil && (prev == HealthUp && p.passive[i] != HealthUp || s.inherited[i]) {
 				if p.passive[i] == HealthUp {
 					next, why = HealthUp, ""
 				} else {
@@ -742,7 +752,7 @@ func descends(d, s *scopeState) bool {
 	case s.scope.Level == LevelGlobal:
 		return true
 	case s.scope.Level == LevelCountry:
-		return d.loc.Country == s.scope.Country
+		return false // nothing ranks under a country: regions fall back to global
 	case s.scope.Level == LevelRegion:
 		return d.scope.Region == s.scope.Region
 	}

@@ -136,7 +136,7 @@ func DefaultPolicy() Policy {
 		Exploration:       0.02,
 		Cost:              Cost{Margin: 4},
 		Stale:             Stale{Freeze: 30 * time.Second, Static: 5 * time.Minute},
-		Passive:           Passive{FailureRate: 0.25, MinAttempts: 5, MinBeacons: 20, EvacuateMargin: 10, Retry: 30 * time.Second, ProbationShare: 0.05},
+		Passive:           Passive{FailureRate: 0.25, MinAttempts: 5, MinBeacons: 20, EvacuateMargin: 10, Retry: 15 * time.Second, ProbationShare: 0.05},
 		Probe:             Probe{Interval: 5 * time.Second, Timeout: 2 * time.Second, Fall: 3, Rise: 2},
 		Flap:              Flap{HalfLife: 5 * time.Minute, Suppress: 1.5},
 		Poison:            Poison{ClientCap: 30, AttemptCap: 1},

@@ -93,8 +93,8 @@ func (c Catalog) Validate() error {
 const MaxCDNs = 32
 
 // Level is how specific a scope is. Scores fall back from a level to its
-// parent when a window has too few samples: ASN -> region -> country ->
-// global.
+// parent when a window has too few samples: ASN -> region -> global, or
+// country -> global for a client whose location has no region.
 type Level uint8
 
 const (
@@ -155,18 +155,17 @@ func (s Scope) String() string {
 	return s.Service
 }
 
-// Parent is the next less specific scope a location falls back to; ok is
-// false at the global level.
-func (s Scope) parent(loc Location) (Scope, bool) {
+// parent is the next less specific scope a location falls back to; ok is
+// false at the global level. A steering region may span countries (the
+// demo's eu-west holds GB, IE and FR), so a region falls back to global,
+// not to whichever country its first client came from; the country level
+// serves clients whose lookup gives no region (a MaxMind country without a
+// region mapping).
+func (s Scope) parent(Location) (Scope, bool) {
 	switch s.Level {
 	case LevelASN:
 		return Scope{Service: s.Service, Level: LevelRegion, Region: s.Region}, true
-	case LevelRegion:
-		if loc.Country != "" {
-			return Scope{Service: s.Service, Level: LevelCountry, Country: loc.Country}, true
-		}
-		return Scope{Service: s.Service}, true
-	case LevelCountry:
+	case LevelRegion, LevelCountry:
 		return Scope{Service: s.Service}, true
 	}
 	return Scope{}, false

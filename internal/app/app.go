@@ -107,8 +107,10 @@ func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) 
 	topics := []kafkaio.Topic{
 		{Name: cfg.Kafka.BeaconsTopic, Partitions: cfg.Kafka.Partitions},
 		{Name: cfg.Kafka.DeadLetterTopic, Partitions: 1},
+	}
+	if roles.Score || roles.Steer || cfg.Kafka.Embedded() {
 		// One partition: nodes read it whole, and per-key order is total.
-		{Name: cfg.Kafka.RankingsTopic, Partitions: 1, Compacted: true},
+		topics = append(topics, kafkaio.Topic{Name: cfg.Kafka.RankingsTopic, Partitions: 1, Compacted: true})
 	}
 	if cfg.Kafka.Embedded() {
 		if a.broker, err = kafkaio.StartEmbedded(0, "", topics...); err != nil {
