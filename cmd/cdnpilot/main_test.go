@@ -143,6 +143,14 @@ func TestCommands(t *testing.T) {
 		{args: []string{"consume", "--kafka", "127.0.0.1:1"}, wantErr: "consume: no ClickHouse address"},
 		{args: []string{"check-config", "--config", "x", "y"}, wantErr: "unexpected argument"},
 		{args: []string{"ingest", "--kafka", "no-port"}, wantErr: `kafka.brokers[0]: "no-port" is not host:port`},
+		{args: []string{"score"}, wantErr: "score: no Kafka brokers"},
+		{args: []string{"simulate", "--list"}, wantOut: "hard-outage"},
+		{args: []string{"simulate"}, wantErr: "--scenario is required"},
+		{args: []string{"simulate", "--scenario", "hard-outage", "--path", "dns"}, wantErr: `--path "dns" is not available yet`},
+		{args: []string{"simulate", "--scenario", "hard-outage", "--scale", "0"}, wantErr: "--scale 0 is outside"},
+		{args: []string{"simulate", "--scenario", "steady"}, wantErr: "runs forever"},
+		{args: []string{"simulate", "--scenario", filepath.Join(dir, "nope.yaml")}, wantErr: "neither a shipped scenario"},
+		{args: []string{"simulate", "--scenario", bad}, wantErr: "line 1"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

@@ -3,7 +3,6 @@ package sim
 import (
 	"context"
 	"errors"
-	"flag"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -16,8 +15,6 @@ import (
 	"github.com/cdnpilot/cdnpilot/beacons"
 	"github.com/cdnpilot/cdnpilot/steering"
 )
-
-var report = flag.Bool("sim.report", false, "run every baseline on every scenario and log the tables")
 
 var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
@@ -395,27 +392,4 @@ func TestEndlessRealTime(t *testing.T) {
 			t.Errorf("Demo: %v", err)
 		}
 	})
-}
-
-// TestReport runs every baseline on every scenario and logs the tables
-// (go test ./internal/sim/ -run TestReport -sim.report -v).
-func TestReport(t *testing.T) {
-	if !*report {
-		t.Skip("-sim.report not set")
-	}
-	for _, name := range Names() {
-		if name == "steady" {
-			continue
-		}
-		res, err := RunBaselines(t.Context(), mustLoad(t, name), RunOptions{Start: epoch})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Log("\n" + Compare(res).Markdown())
-		for p, r := range res {
-			if err := PlotShares(r, t.TempDir()+"/"+name+"-"+p+".png"); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
 }

@@ -2,9 +2,6 @@ package simloop
 
 import (
 	"context"
-	"flag"
-	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -15,11 +12,6 @@ import (
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-var (
-	report = flag.String("simloop.scenarios", "", "comma list of scenarios for TestReport (all: every one)")
-	scale  = flag.Float64("simloop.scale", 10, "arrival-rate multiplier for TestReport")
-)
 
 // runEngine runs a scenario through the closed loop.
 func runEngine(ctx context.Context, t testing.TB, sc *sim.Scenario, start time.Time) *sim.Result {
@@ -67,36 +59,5 @@ func TestClosedLoop(t *testing.T) {
 	}
 	if s.SteerErrors != 0 || s.Beacons == 0 {
 		t.Errorf("steer errors %d, beacons %d", s.SteerErrors, s.Beacons)
-	}
-}
-
-// TestReport prints the comparison tables (the numbers behind make
-// bench-steering) for the scenarios named by -simloop.scenarios.
-func TestReport(t *testing.T) {
-	if *report == "" {
-		t.Skip("a report, not a check: go test ./internal/simloop -run TestReport -simloop.scenarios=all -v")
-	}
-	names := sim.Names()
-	if *report != "all" {
-		names = strings.Split(*report, ",")
-	}
-	for _, name := range names {
-		if name == "steady" {
-			continue
-		}
-		sc, err := sim.Load(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sc = sc.Scaled(*scale)
-		start := time.Now().Truncate(time.Second)
-		t0 := time.Now()
-		res := runEngine(t.Context(), t, sc, start)
-		all, err := sim.RunBaselines(t.Context(), sc, sim.RunOptions{Start: start})
-		if err != nil {
-			t.Fatal(err)
-		}
-		all["engine"] = res
-		fmt.Printf("## %s (%v wall)\n%s\n", name, time.Since(t0).Round(time.Millisecond), sim.Compare(all).Markdown())
 	}
 }
