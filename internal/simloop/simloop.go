@@ -11,12 +11,9 @@
 package simloop
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -63,10 +60,7 @@ type Loop struct {
 	done    sync.WaitGroup
 	runErrs chan error
 
-	sem      chan struct{}
-	inflight sync.WaitGroup
-	accepted atomic.Int64
-	sendErr  atomic.Pointer[error]
+	poster *poster
 }
 
 const (
@@ -82,7 +76,7 @@ func Start(ctx context.Context, o Options) (_ *Loop, err error) {
 	if o.Concurrency <= 0 {
 		o.Concurrency = 64
 	}
-	l := &Loop{log: o.Logger, sem: make(chan struct{}, o.Concurrency), runErrs: make(chan error, 2)}
+	l := &Loop{log: o.Logger, runErrs: make(chan error, 2)}
 	l.clock.Store(o.Start.UnixNano())
 	now := func() time.Time { return time.Unix(0, l.clock.Load()) }
 	defer func() {
@@ -115,6 +109,7 @@ func Start(ctx context.Context, o Options) (_ *Loop, err error) {
 	h.Register(mux)
 	l.srv = httptest.NewServer(mux)
 	l.client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.Concurrency, DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext}}
+	l.poster = newPoster(l.srv.URL, l.client, o.Concurrency)
 
 	eng, err := steering.NewEngine(o.Catalog, o.Policy, o.Start)
 	if err != nil {
@@ -166,62 +161,17 @@ func (l *Loop) Steer(_ context.Context, q steering.Query, _ netip.Addr) (string,
 // Send posts one client's beacons to ingest in the background; Advance
 // waits for them.
 func (l *Loop) Send(ctx context.Context, client netip.Addr, batch []beacons.Input) error {
-	if p := l.sendErr.Load(); p != nil {
-		return *p
-	}
-	body, err := json.Marshal(batch)
-	if err != nil {
-		return fmt.Errorf("encode beacons: %w", err)
-	}
-	select {
-	case l.sem <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	l.inflight.Go(func() {
-		defer func() { <-l.sem }()
-		if err := l.post(ctx, client, body, len(batch)); err != nil {
-			l.sendErr.CompareAndSwap(nil, &err)
-		}
-	})
-	return nil
-}
-
-func (l *Loop) post(ctx context.Context, client netip.Addr, body []byte, n int) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.srv.URL+"/v1/beacons", bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-Forwarded-For", client.String())
-	resp, err := l.client.Do(req)
-	if err != nil {
-		return fmt.Errorf("post beacons: %w", err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	var r struct {
-		Accepted int `json:"accepted"`
-	}
-	_ = json.Unmarshal(data, &r)
-	l.accepted.Add(int64(r.Accepted))
-	if resp.StatusCode != http.StatusAccepted || r.Accepted != n {
-		// The simulator's beacons are well-formed; a rejection is a bug
-		// on one side or the other, and must not pass silently.
-		return fmt.Errorf("ingest answered %d accepting %d of %d: %s", resp.StatusCode, r.Accepted, n, bytes.TrimSpace(data))
-	}
-	return nil
+	return l.poster.send(ctx, client, batch)
 }
 
 // Advance moves the virtual clock to now once everything sent has been
 // acknowledged by the broker and read by the scorer, ticks the scorer at
 // now, and returns when the node's Table holds that tick's snapshots.
 func (l *Loop) Advance(ctx context.Context, now time.Time) error {
-	l.inflight.Wait()
-	if p := l.sendErr.Load(); p != nil {
-		return *p
+	if err := l.poster.wait(); err != nil {
+		return err
 	}
-	want := l.accepted.Load()
+	want := l.poster.accepted.Load()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	for l.scorer.Observed() < want {
@@ -257,7 +207,9 @@ func (l *Loop) wait(ctx context.Context, what string, args ...any) error {
 
 // Close stops every part and waits for them.
 func (l *Loop) Close() error {
-	l.inflight.Wait()
+	if l.poster != nil {
+		_ = l.poster.wait() // the run already reported it
+	}
 	if l.stop != nil {
 		l.stop()
 	}
