@@ -119,10 +119,11 @@ const (
 	FiredMaxShare
 	FiredStaticOrder
 	FiredStaleFreeze
+	FiredRestore
 	firedEnd
 )
 
-var firedNames = [...]string{"cost", "failover", "hysteresis_hold", "hysteresis_switch", "exploration", "shift_cap", "max_share", "static_order", "stale_freeze"}
+var firedNames = [...]string{"cost", "failover", "hysteresis_hold", "hysteresis_switch", "exploration", "shift_cap", "max_share", "static_order", "stale_freeze", "restore"}
 
 // Has reports whether every rule of x fired.
 func (f Fired) Has(x Fired) bool { return f&x == x }
@@ -193,7 +194,11 @@ func (s *Snapshot) build() {
 	s.index = make(map[Scope]*Ranking, len(s.Rankings))
 	for _, r := range s.Rankings {
 		for i := range r.Choices {
-			r.Choices[i].seed = seedOf(r.Choices[i].CDN)
+			// The engine shares unchanged rankings between snapshots
+			// that nodes may be reading: write only what is missing.
+			if c := &r.Choices[i]; c.seed == 0 {
+				c.seed = seedOf(c.CDN)
+			}
 		}
 		s.index[r.Scope] = r
 	}

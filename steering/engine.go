@@ -77,17 +77,22 @@ type svcState struct {
 
 // scopeState is what a scope remembers between ticks.
 type scopeState struct {
-	scope       Scope
-	loc         Location // for the parent chain (country of a region)
-	shares      []float64
-	leader      int // -1: none yet
+	scope  Scope
+	loc    Location // for the parent chain (country of a region)
+	shares []float64
+	leader int // -1: none yet
+	// displaced is the leader that lost the lead by failing (down,
+	// evacuated, damped), until it takes it back or restoreWithin passes.
+	displaced   int
+	displacedAt time.Time
 	challenger  int
 	since       time.Time
 	leaderAt    time.Time
 	health      []Health
 	penalty     []float64 // flap damping, decayed from penaltyAt
 	penaltyAt   []time.Time
-	suppressed  []bool
+	suppressed  []bool    // by its own flap penalty
+	damped      []bool    // suppressed here or in a parent scope
 	chainScopes []Scope   // the scope and its parents, most specific first
 	chain       []*window // [cdn*len(chainScopes)+level]; nil until the window exists
 	chainGen    uint64
@@ -95,7 +100,12 @@ type scopeState struct {
 	passive     []Health // passive health, sticky between ticks
 	passiveAt   []time.Time
 	passiveWhy  []string
-	inherited   []bool // the passive state was taken from the parent
+	last        *Ranking    // published last tick; shared while unchanged
+	inherited   []bool      // the passive state was taken from the parent
+	clearedAt   []time.Time // when the CDN last came back up from down or probation on its own evidence
+	// broad: the CDN failed in the parent scope beyond this one too, so
+	// the parent's recovery stands for this scope's.
+	broad []bool
 	// ranked: an ASN scope ranks only once a window of it has enough
 	// data; until then its clients use the region ranking.
 	ranked bool
@@ -160,8 +170,8 @@ func (st *svcState) scope(sc Scope, loc Location) *scopeState {
 		return s
 	}
 	n := len(st.svc.CDNs)
-	s := &scopeState{scope: sc, loc: loc, leader: -1, challenger: -1,
-		health: make([]Health, n), penalty: make([]float64, n), penaltyAt: make([]time.Time, n), suppressed: make([]bool, n),
+	s := &scopeState{scope: sc, loc: loc, leader: -1, challenger: -1, displaced: -1,
+		health: make([]Health, n), penalty: make([]float64, n), penaltyAt: make([]time.Time, n), suppressed: make([]bool, n), damped: make([]bool, n),
 		ranked: sc.Level != LevelASN}
 	for i := range s.health {
 		s.health[i] = HealthUnknown
@@ -449,6 +459,7 @@ func (e *Engine) rebase(now time.Time) {
 type worker struct {
 	scratch []cdnView
 	micro   []int64
+	choices []Choice // a ranking being built, before it is kept or found unchanged
 	tgt     []float64
 	idxs    []int
 	prices  []float64
@@ -534,7 +545,7 @@ func (e *Engine) rank(wk *worker, st *svcState, s *scopeState, now time.Time, dt
 
 	// Health: operator state, then probes, then passive.
 	bans, pin, split, weights := e.applicable(s.scope, active)
-	e.passive(st, s, views, now)
+	e.passive(st, s, views, now, gf)
 	for i, cdn := range st.svc.CDNs {
 		v := &views[i]
 		switch p := e.probes[cdn]; {
@@ -548,7 +559,7 @@ func (e *Engine) rank(wk *worker, st *svcState, s *scopeState, now time.Time, dt
 			v.health, v.reason = HealthUnknown, "no data yet"
 		}
 	}
-	e.damp(s, views, now)
+	e.damp(st, s, views, now)
 
 	var fired Fired
 	rule := RuleMeasured
@@ -614,12 +625,14 @@ func (e *Engine) resolveChain(st *svcState, s *scopeState) {
 // share again, and what its views report from then on decides. A scope
 // without evidence of its own inherits a parent's down or evacuated state:
 // an outage seen region-wide applies to the ASNs too thin to see it.
-func (e *Engine) passive(st *svcState, s *scopeState, views []cdnView, now time.Time) {
+func (e *Engine) passive(st *svcState, s *scopeState, views []cdnView, now time.Time, gf float64) {
 	if s.passive == nil {
 		s.passive = make([]Health, len(views))
 		s.passiveAt = make([]time.Time, len(views))
 		s.passiveWhy = make([]string, len(views))
 		s.inherited = make([]bool, len(views))
+		s.clearedAt = make([]time.Time, len(views))
+		s.broad = make([]bool, len(views))
 		for i := range s.passive {
 			s.passive[i] = HealthUp
 		}
@@ -643,6 +656,15 @@ func (e *Engine) passive(st *svcState, s *scopeState, views []cdnView, now time.
 			} else {
 				why = "inherited from " + parent.scope.String() + ": " + parent.passiveWhy[i]
 			}
+		case (prev == HealthDown || prev == HealthProbation) && s.broad[i] && parent != nil && parent.passive != nil &&
+			parent.passive[i] == HealthUp && parent.clearedAt[i].After(s.passiveAt[i]):
+			// The CDN failed across the parent, not only here, and the
+			// parent has since seen it play well again, on more views
+			// than this scope gets: follow it back. Fresh failures here
+			// would have taken the first case. (An outage of this scope
+			// alone is judged here: the parent's views say nothing of it.)
+			next, why = HealthUp, ""
+			e.forget(st, s, i)
 		case prev == HealthProbation:
 			// Judge the views since probation began, however slowly they
 			// come. A CDN on probation is suspect: half the usual trials
@@ -651,6 +673,13 @@ func (e *Engine) passive(st *svcState, s *scopeState, views []cdnView, now time.
 			// well until their buffers run dry.
 			if own == nil {
 				break
+			}
+			if now.Sub(s.passiveAt[i]) > probationSpan*e.pol.Passive.Retry {
+				// No verdict in that long: the scope is thin, and what
+				// its first trials said may be stale (an outage that has
+				// since ended). Judge the views from now on.
+				own.probation = means{}
+				s.passiveAt[i] = now
 			}
 			ps := Stats{Figures: own.probation.figures(), Views: trials(own.probation.attempts, own.probation.exits), Beacons: own.probation.beacons}
 			if ps.Views >= max(2, e.pol.Passive.MinAttempts/2) && ps.FailureRate > e.pol.Passive.FailureRate {
@@ -697,14 +726,34 @@ func (e *Engine) passive(st *svcState, s *scopeState, views []cdnView, now time.
 			// exploration share to stay measured.
 			carries := s.shares != nil && s.shares[i] > 2*e.pol.Exploration
 			sudden := v.xscore < 0 || v.fastScore < v.xscore-e.pol.Passive.EvacuateMargin/2
-			if bestJ >= 0 && (carries || sudden) && v.fastScore < best-e.pol.Passive.EvacuateMargin {
+			// An evacuated CDN comes back only once it is within half the
+			// margin: at the margin itself, noise would take it in and out
+			// every tick, and each fall would count as a flap.
+			margin := e.pol.Passive.EvacuateMargin
+			if prev == HealthEvacuated {
+				margin /= 2
+			}
+			switch {
+			case bestJ >= 0 && (carries || sudden || prev == HealthEvacuated) && v.fastScore < best-margin:
 				next = HealthEvacuated
 				why = fmt.Sprintf("passive: recent QoE %.1f is %.1f below %s's %.1f", v.fastScore, best-v.fastScore, st.svc.CDNs[bestJ], best)
-			} else {
+			case prev == HealthEvacuated:
+				next, why = HealthUp, ""
+				e.forget(st, s, i)
+			default:
 				next, why = HealthUp, ""
 			}
 		default: // fresh attempts, failing below the limit
 			next, why = HealthUp, ""
+		}
+		switch {
+		case next == HealthUp:
+			if (prev == HealthDown || prev == HealthProbation) && !s.inherited[i] {
+				s.clearedAt[i] = now
+			}
+			s.broad[i] = false
+		case next == HealthDown && !s.inherited[i] && !s.broad[i]:
+			s.broad[i] = e.failingBeyond(s, i, gf)
 		}
 		if next == HealthProbation && prev != HealthProbation && own != nil {
 			own.probation = means{}
@@ -718,6 +767,24 @@ func (e *Engine) passive(st *svcState, s *scopeState, views []cdnView, now time.
 		s.passive[i], s.passiveWhy[i] = next, why
 		v.health, v.reason = next, why
 	}
+}
+
+// failingBeyond reports whether CDN i fails in s's parent scope beyond
+// s: the parent's recent play attempts without s's own fail over
+// passive.failure_rate.
+func (e *Engine) failingBeyond(s *scopeState, i int, gf float64) bool {
+	m := len(s.chainScopes)
+	if m < 2 {
+		return false
+	}
+	own, par := s.chain[i*m], s.chain[i*m+1]
+	if own == nil || par == nil {
+		return false
+	}
+	o, p := own.fastStats(gf), par.fastStats(gf)
+	views := p.Views - o.Views
+	failed := p.Views*max(p.FailureRate, 0) - o.Views*max(o.FailureRate, 0)
+	return views >= e.pol.Passive.MinAttempts && failed > e.pol.Passive.FailureRate*views
 }
 
 // recoveryForget is what a CDN's windows keep of their past when the CDN
@@ -829,8 +896,11 @@ func (e *Engine) applicable(sc Scope, active []Override) (bans map[string]Overri
 
 // damp applies flap damping: each fall from healthy to down or evacuated
 // adds a penalty; a CDN whose decayed penalty reaches Suppress may not
-// lead until it decays under half of that.
-func (e *Engine) damp(s *scopeState, views []cdnView, now time.Time) {
+// lead until it decays under half of that. On release its slow windows
+// forget the flapping, as on a recovery from probation: what they hold is
+// the unsteady past, and the CDN has been steady for a while now.
+func (e *Engine) damp(st *svcState, s *scopeState, views []cdnView, now time.Time) {
+	ceiling := e.pol.Flap.ceiling()
 	for i := range views {
 		v := &views[i]
 		p := s.penalty[i]
@@ -843,18 +913,29 @@ func (e *Engine) damp(s *scopeState, views []cdnView, now time.Time) {
 		fell := (v.health == HealthDown || v.health == HealthEvacuated) && !s.inherited[i] &&
 			(was == HealthUp || was == HealthSuppressed || was == HealthUnknown)
 		if fell {
-			p++
+			p = min(p+1, ceiling)
 		}
 		s.penalty[i], s.penaltyAt[i] = p, now
 		switch {
 		case p >= e.pol.Flap.Suppress:
 			s.suppressed[i] = true
-		case p < e.pol.Flap.Suppress/2:
+		case p < e.pol.Flap.Suppress/2 && s.suppressed[i]:
 			s.suppressed[i] = false
+			if v.health == HealthUp {
+				e.forget(st, s, i)
+			}
 		}
-		if v.health == HealthUp && s.suppressed[i] {
+		// A CDN flapping in a parent scope flaps here too, however few
+		// views this scope sees of it.
+		parent := s.parent
+		s.damped[i] = s.suppressed[i] || parent != nil && parent.damped != nil && parent.damped[i]
+		if v.health == HealthUp && s.damped[i] {
 			v.health = HealthSuppressed
-			v.reason = fmt.Sprintf("flapping: damping penalty %.1f (suppress at %.1f, reuse below %.1f)", p, e.pol.Flap.Suppress, e.pol.Flap.Suppress/2)
+			where, q := "", p
+			for a := s; !a.suppressed[i]; a = a.parent {
+				where, q = " in "+a.parent.scope.String(), a.parent.penalty[i]
+			}
+			v.reason = fmt.Sprintf("flapping%s: damping penalty %.1f (suppress at %.1f, reuse below %.1f)", where, q, e.pol.Flap.Suppress, e.pol.Flap.Suppress/2)
 		}
 		s.health[i] = v.health
 	}
@@ -1123,8 +1204,19 @@ func (e *Engine) measuredShares(wk *worker, st *svcState, s *scopeState, views [
 	case s.leader < 0 || !views[s.leader].candidate:
 		if s.leader >= 0 {
 			fired |= FiredFailover
+			if s.displaced < 0 {
+				s.displaced, s.displacedAt = s.leader, now
+			}
 		}
 		s.leader, s.leaderAt, s.challenger = best, now, -1
+	case s.displaced >= 0 && s.displaced != s.leader && views[s.displaced].candidate &&
+		views[s.displaced].value >= views[s.leader].value-e.pol.Hysteresis.Margin:
+		// The leader that failed is back and no worse than its stand-in
+		// by the margin: it takes the lead back without a dwell, for
+		// what it had before the incident is known, and what it has
+		// measured since is little. (Shift capped, as any change.)
+		s.leader, s.leaderAt, s.challenger, s.displaced = s.displaced, now, -1, -1
+		fired |= FiredRestore
 	case best != s.leader && views[best].value > views[s.leader].value+e.pol.Hysteresis.Margin:
 		if s.challenger != best {
 			s.challenger, s.since = best, now
@@ -1141,6 +1233,9 @@ func (e *Engine) measuredShares(wk *worker, st *svcState, s *scopeState, views [
 		}
 		s.challenger = -1
 	}
+	if s.displaced == s.leader || now.Sub(s.displacedAt) > restoreWithin {
+		s.displaced = -1
+	}
 	target, capped := e.targets(wk, st, views, s.leader, weights)
 	if capped {
 		fired |= FiredMaxShare
@@ -1156,6 +1251,14 @@ func (e *Engine) measuredShares(wk *worker, st *svcState, s *scopeState, views [
 	}
 	return fired
 }
+
+// probationSpan is how many passive.retry periods of evidence a probation
+// judges at most.
+const probationSpan = 4
+
+// restoreWithin bounds how long a displaced leader may take the lead back
+// without the hysteresis dwell: after that, what it had before is history.
+const restoreWithin = 15 * time.Minute
 
 // values adds the cost bonus: within Cost.Margin points, cheaper wins.
 func (e *Engine) values(wk *worker, st *svcState, views []cdnView) {
@@ -1214,7 +1317,9 @@ func moveShares(cur, target []float64, views []cdnView, limit float64) bool {
 	for i := range cur {
 		if excess := cur[i] - target[i]; excess > 1e-12 {
 			d := excess
-			if d > limit {
+			// A damped CDN has fallen again and again, and one on
+			// probation is suspect: both leave at once, as a down one.
+			if h := views[i].health; d > limit && h != HealthSuppressed && h != HealthProbation {
 				d, capped = limit, true
 			}
 			cur[i] -= d
@@ -1242,18 +1347,11 @@ func moveShares(cur, target []float64, views []cdnView, limit float64) bool {
 // and choices come from per-tick slabs: a tick allocates a few large
 // blocks instead of one object per scope and CDN.
 func (e *Engine) ranking(wk *worker, st *svcState, s *scopeState, views []cdnView, rule Rule, fired Fired) *Ranking {
-	if len(wk.rslab) == 0 {
-		wk.rslab = make([]Ranking, 256)
-	}
-	r := &wk.rslab[0]
-	wk.rslab = wk.rslab[1:]
-	*r = Ranking{Scope: s.scope, Rule: rule, Fired: fired}
 	n := len(views)
-	if len(wk.cslab) < n {
-		wk.cslab = make([]Choice, max(4096, n))
+	if cap(wk.choices) < n {
+		wk.choices = make([]Choice, 0, n)
 	}
-	choices := wk.cslab[:0:n]
-	wk.cslab = wk.cslab[n:]
+	choices := wk.choices[:0]
 	micro := wk.microShares(s.shares)
 	for i, cdn := range st.svc.CDNs {
 		v := &views[i]
@@ -1272,9 +1370,54 @@ func (e *Engine) ranking(wk *worker, st *svcState, s *scopeState, views []cdnVie
 			choices[j], choices[j-1] = choices[j-1], choices[j]
 		}
 	}
-	r.Choices = choices
+	wk.choices = choices
+	// Most scopes rank the same tick after tick: share the previous,
+	// immutable ranking then instead of a copy (a tick would otherwise
+	// allocate some 45 MB at 15,000 scopes of 20 CDNs, and the GC would
+	// take a third of it).
+	if old := s.last; old != nil && old.Rule == rule && old.Fired == fired && sameChoices(old.Choices, choices) {
+		return old
+	}
+	if len(wk.rslab) == 0 {
+		wk.rslab = make([]Ranking, 256)
+	}
+	r := &wk.rslab[0]
+	wk.rslab = wk.rslab[1:]
+	if len(wk.cslab) < n {
+		wk.cslab = make([]Choice, max(4096, n))
+	}
+	out := wk.cslab[:len(choices):len(choices)]
+	wk.cslab = wk.cslab[len(choices):]
+	copy(out, choices)
+	*r = Ranking{Scope: s.scope, Rule: rule, Fired: fired, Choices: out}
+	s.last = r
 	return r
 }
+
+// sameChoices reports whether a ranking would read the same as before:
+// everything equal but the decayed counts, which may drift by
+// countDrift (they fall a little every tick without new data, and are
+// there to read, not to decide).
+func sameChoices(a, b []Choice) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := &a[i], &b[i]
+		if x.CDN != y.CDN || x.Weight != y.Weight || x.Score != y.Score || x.ScoreScope != y.ScoreScope ||
+			x.Health != y.Health || x.Leader != y.Leader || x.LeaderSince != y.LeaderSince || x.Stats != y.Stats ||
+			x.FastScore != y.FastScore || x.Reason != y.Reason || x.Override != y.Override || x.Host != y.Host ||
+			!near(x.Samples, y.Samples) || !near(x.Views, y.Views) || math.Abs(x.Confidence-y.Confidence) > 0.01 {
+			return false
+		}
+	}
+	return true
+}
+
+// countDrift is how far a published decayed count may lag its value.
+const countDrift = 0.05
+
+func near(a, b float64) bool { return math.Abs(a-b) <= countDrift*max(math.Abs(a), math.Abs(b)) }
 
 // choiceBefore orders a ranking: weight, then eligibility, then score, then
 // the static order.

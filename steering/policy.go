@@ -106,10 +106,20 @@ type Probe struct {
 // Flap damping (route flap damping, RFC 2439 style): each time a CDN goes
 // from healthy to down or evacuated in a scope it collects a Penalty of 1;
 // the penalty halves every HalfLife; while it is at or above Suppress the
-// CDN is not trusted to lead that scope (it keeps its exploration share).
+// CDN is not trusted to lead that scope (it keeps its exploration share),
+// until it decays under half of Suppress. The penalty is capped so that a
+// CDN is released at most MaxSuppress after its last fall (RFC 2439's
+// maximum suppress time): one long incident must not read as many flaps.
 type Flap struct {
-	HalfLife time.Duration
-	Suppress float64
+	HalfLife    time.Duration
+	Suppress    float64
+	MaxSuppress time.Duration
+}
+
+// ceiling is the most penalty a CDN can hold: the value that decays to
+// half of Suppress in MaxSuppress.
+func (f Flap) ceiling() float64 {
+	return f.Suppress / 2 * math.Exp2(f.MaxSuppress.Seconds()/f.HalfLife.Seconds())
 }
 
 // Poison damping: a client (an IPv4 /24 or an IPv6 /48) counts for at most
@@ -138,7 +148,7 @@ func DefaultPolicy() Policy {
 		Stale:             Stale{Freeze: 30 * time.Second, Static: 5 * time.Minute},
 		Passive:           Passive{FailureRate: 0.25, MinAttempts: 5, MinBeacons: 20, EvacuateMargin: 10, Retry: 15 * time.Second, ProbationShare: 0.05},
 		Probe:             Probe{Interval: 5 * time.Second, Timeout: 2 * time.Second, Fall: 3, Rise: 2},
-		Flap:              Flap{HalfLife: 5 * time.Minute, Suppress: 1.5},
+		Flap:              Flap{HalfLife: 2 * time.Minute, Suppress: 1.5, MaxSuppress: 3 * time.Minute},
 		Poison:            Poison{ClientCap: 30, AttemptCap: 1},
 	}
 }
@@ -215,6 +225,8 @@ func (p Policy) Validate() error {
 		return fmt.Errorf("flap.half_life: %v is not positive", p.Flap.HalfLife)
 	case p.Flap.Suppress < 1:
 		return fmt.Errorf("flap.suppress: %v is below 1", p.Flap.Suppress)
+	case p.Flap.ceiling() < p.Flap.Suppress:
+		return fmt.Errorf("flap.max_suppress: %v is shorter than flap.half_life (%v): no penalty could reach flap.suppress", p.Flap.MaxSuppress, p.Flap.HalfLife)
 	case p.Poison.ClientCap < 1:
 		return fmt.Errorf("poison.client_cap: %v is below 1", p.Poison.ClientCap)
 	case p.Poison.AttemptCap < 1:

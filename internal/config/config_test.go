@@ -100,7 +100,7 @@ func TestPolicyMapsEveryField(t *testing.T) {
 		Stale:             Stale{Freeze: 9, Static: 10},
 		Passive:           Passive{FailureRate: 11, MinAttempts: 12, MinBeacons: 13, EvacuateMargin: 14, Retry: 15, ProbationShare: 15.5},
 		Probe:             Probe{Interval: 16, Timeout: 17, Fall: 18, Rise: 19},
-		Flap:              Flap{HalfLife: 20, Suppress: 21},
+		Flap:              Flap{HalfLife: 20, Suppress: 21, MaxSuppress: 31},
 		Poison:            Poison{ClientCap: 22, AttemptCap: 23},
 	}
 	assertNoZero(t, "Steering", reflect.ValueOf(s)) // the test itself is complete
@@ -159,6 +159,7 @@ func TestBadFixtures(t *testing.T) {
 		"service_cdn_twice.yaml":    `services[0].cdns[2]: "akamai" is listed twice`,
 		"duplicate_cdn.yaml":        `cdns[1].name: "akamai" is repeated`,
 		"stale_static.yaml":         "steering.stale.static: 30s must be longer than stale.freeze",
+		"flap_max_suppress.yaml":    "steering.flap.max_suppress: 5m0s is shorter than flap.half_life (10m0s)",
 		"health_url.yaml":           `cdns[0].health_url: "example.akamaized.net/health" is not an absolute http(s) URL`,
 		"bad_host.yaml":             `cdns[0].host: "https://example.akamaized.net/"`,
 		"bad_cdn_name.yaml":         `cdns[0].name: "Akamai_1" is not a name`,

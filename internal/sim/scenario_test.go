@@ -37,8 +37,8 @@ func TestEmbeddedScenarios(t *testing.T) {
 				if d != 0 {
 					t.Errorf("steady runs until stopped, duration %v", d)
 				}
-			} else if d < 10*time.Minute || d > 15*time.Minute {
-				t.Errorf("duration %v, want 10-15 min", d)
+			} else if d < 10*time.Minute || d > 20*time.Minute {
+				t.Errorf("duration %v, want 10-20 min", d)
 			}
 			cat := sc.Catalog()
 			if err := cat.Validate(); err != nil {
