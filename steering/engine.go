@@ -468,20 +468,27 @@ type worker struct {
 }
 
 // cdnView is everything rank knows about one CDN in one scope this tick.
+// Counts only, not whole Stats: rank reads every CDN of every scope every
+// tick, and copying figures it does not use was a third of its time.
 type cdnView struct {
-	stats     Stats
 	fig       *Figures
 	score     float64
 	xscore    float64 // experience part of the score (no failures): compared with fastScore
 	level     Level
-	samples   float64
-	fast      Stats
+	samples   float64 // decayed beacons of the scoring window
+	views     float64 // decayed play attempts of the scoring window
+	fast      fastCounts
 	fastScore float64
 	health    Health
 	reason    string
 	override  string
 	value     float64 // score + cost bonus
 	candidate bool    // may lead
+}
+
+// fastCounts is what passive health reads of the scope's own fast window.
+type fastCounts struct {
+	Views, Beacons, FailureRate float64
 }
 
 func (e *Engine) rank(wk *worker, st *svcState, s *scopeState, now time.Time, dt time.Duration, gs, gf float64, active []Override) *Ranking {
@@ -496,7 +503,7 @@ func (e *Engine) rank(wk *worker, st *svcState, s *scopeState, now time.Time, dt
 	for i := range st.svc.CDNs {
 		v := &views[i]
 		v.score, v.xscore, v.fastScore, v.level = -1, -1, -1, s.scope.Level
-		v.stats, v.fast = noStats(), noStats()
+		v.fast.FailureRate = -1
 		// Slow: the most specific window with enough samples decides;
 		// with none, the broadest that has any.
 		chain := s.chain[i*len(s.chainScopes) : (i+1)*len(s.chainScopes)]
@@ -517,16 +524,16 @@ func (e *Engine) rank(wk *worker, st *svcState, s *scopeState, now time.Time, dt
 			// Windows are clean here: refreshDirty ran first, and scopes
 			// ranked in parallel share them read-only.
 			w := chain[pick]
-			v.stats, v.level, v.fig = w.slowStats(gs), level, w.fig
-			if v.stats.Beacons > 0 {
-				v.score, v.xscore, v.samples = w.score, w.xscore, v.stats.Beacons
+			v.level, v.fig, v.views = level, w.fig, w.attempts/gs
+			if b := w.beacons / gs; b > 0 {
+				v.score, v.xscore, v.samples = w.score, w.xscore, b
 				anyData = anyData || v.score >= 0
 			}
 		}
 		// Fast: the scope's own window only. A parent's data would
 		// hide a problem local to this scope.
 		if w := chain[0]; w != nil {
-			v.fast = w.fastStats(gf)
+			v.fast = fastCounts{Views: trials(w.fast.attempts, w.fast.exits) / gf, Beacons: w.fast.beacons / gf, FailureRate: w.fastFail}
 			if v.fast.Beacons >= e.pol.Passive.MinBeacons {
 				v.fastScore = w.fscore
 			}
@@ -1359,7 +1366,7 @@ func (e *Engine) ranking(wk *worker, st *svcState, s *scopeState, views []cdnVie
 			continue
 		}
 		c := Choice{CDN: cdn, Host: st.hosts[i], Weight: float64(micro[i]) / 1e6, Score: round2(v.score), Confidence: round2(Confidence(v.samples, e.pol.MinSamples)),
-			ScoreScope: v.level, Samples: round2(v.samples), Views: round2(v.stats.Views), Stats: v.fig, FastScore: round2(v.fastScore),
+			ScoreScope: v.level, Samples: round2(v.samples), Views: round2(v.views), Stats: v.fig, FastScore: round2(v.fastScore),
 			Health: v.health, Reason: v.reason, Override: v.override, seed: st.seeds[i]}
 		if i == s.leader {
 			c.Leader, c.LeaderSince = true, s.leaderAt.UnixMilli()
