@@ -736,8 +736,12 @@ func (e *Engine) passive(st *svcState, s *scopeState, views []cdnView, now time.
 			// An evacuated CDN comes back only once it is within half the
 			// margin: at the margin itself, noise would take it in and out
 			// every tick, and each fall would count as a flap.
+			// A parent that evacuated the CDN corroborates: half the
+			// margin here too, so thin scopes under it follow in seconds
+			// (a sibling the problem does not reach keeps the CDN: its own
+			// recent QoE must still agree).
 			margin := e.pol.Passive.EvacuateMargin
-			if prev == HealthEvacuated {
+			if prev == HealthEvacuated || parent != nil && parent.passive != nil && parent.passive[i] == HealthEvacuated {
 				margin /= 2
 			}
 			switch {
