@@ -252,13 +252,6 @@ func (win *window) refresh(w Weights) {
 	win.dirty = false
 }
 
-// slowStats are the window's figures with counts decayed to g.
-func (win *window) slowStats(g float64) Stats {
-	s := win.stats
-	s.Views, s.Beacons = win.attempts/g, win.beacons/g
-	return s
-}
-
 // fastStats are the passive health figures with counts decayed to gf.
 func (win *window) fastStats(gf float64) Stats {
 	s := win.fstats
