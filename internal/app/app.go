@@ -77,7 +77,7 @@ type App struct {
 
 	writer   *kafkaio.Writer
 	dlq      *kafkaio.Writer
-	reader   *kafka.Reader
+	reader   *kafkaio.GroupReader
 	consumer *consume.Consumer
 	fleet    *fleet.Fleet
 
@@ -135,10 +135,10 @@ func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) 
 		} else {
 			a.store = analytics.NewMemory(analytics.MemoryOptions{Retention: cfg.ClickHouse.MemoryRetention.D()})
 		}
-		a.reader = kafkaio.NewReader(kafkaio.ReaderOptions{
+		a.reader = kafkaio.NewGroupReader(kafkaio.ReaderOptions{
 			Brokers: a.brokers, Topic: cfg.Kafka.BeaconsTopic, GroupID: cfg.Consume.GroupID,
 			ClientID: cfg.Kafka.ClientID, Logger: log.With("component", "kafka-reader"),
-		})
+		}, 0)
 		if a.dlq, err = kafkaio.NewWriter(kafkaio.WriterOptions{
 			Brokers: a.brokers, Topic: cfg.Kafka.DeadLetterTopic, ClientID: cfg.Kafka.ClientID,
 			Compression: cfg.Kafka.Compression, BatchTimeout: time.Millisecond,

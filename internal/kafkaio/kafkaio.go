@@ -197,6 +197,10 @@ type ReaderOptions struct {
 	Logger   *slog.Logger
 }
 
+// sessionTimeout: a dead consumer's partitions move after this; short
+// enough for a restart to resume quickly, long enough to ride out a GC pause.
+const sessionTimeout = 10 * time.Second
+
 // NewReader builds a consumer-group reader for FetchMessage + CommitMessages:
 // commits are synchronous (CommitInterval 0) and happen only when the caller
 // says the data is safe.
@@ -211,13 +215,11 @@ func NewReader(o ReaderOptions) *kafka.Reader {
 		// kafka-go asks the broker to answer a quarter of MaxWait before its
 		// own read deadline; under 1-2 s that margin is too thin on a busy
 		// machine and fetches fail with i/o timeouts and reconnect.
-		MaxWait:        2 * time.Second,
-		QueueCapacity:  20000,
-		CommitInterval: 0,
-		StartOffset:    kafka.FirstOffset,
-		// A dead consumer's partitions move after this; short enough for a
-		// restart to resume quickly, long enough to ride out a GC pause.
-		SessionTimeout:    10 * time.Second,
+		MaxWait:           2 * time.Second,
+		QueueCapacity:     20000,
+		CommitInterval:    0,
+		StartOffset:       kafka.FirstOffset,
+		SessionTimeout:    sessionTimeout,
 		HeartbeatInterval: 2 * time.Second,
 		RebalanceTimeout:  10 * time.Second,
 		ReadBackoffMin:    50 * time.Millisecond,
