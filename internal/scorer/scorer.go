@@ -126,20 +126,9 @@ func (s *Scorer) Run(ctx context.Context) error {
 			cancel()
 		}
 	})
-	wg.Go(func() { s.commitLoop(ctx) })
+	wg.Go(func() { every(ctx, s.opts.CommitEvery, func() { s.commit(ctx) }) })
 	if s.opts.Interval > 0 {
-		wg.Go(func() {
-			t := time.NewTicker(s.opts.Interval)
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
-					s.Tick(ctx, s.opts.Now())
-				}
-			}
-		})
+		wg.Go(func() { every(ctx, s.opts.Interval, func() { s.Tick(ctx, s.opts.Now()) }) })
 	}
 	wg.Wait()
 	// The last offsets, so a restart does not re-read them.
@@ -192,15 +181,16 @@ func (s *Scorer) handle(b *record.Beacon, in *record.Interner, m kafka.Message) 
 	}
 }
 
-func (s *Scorer) commitLoop(ctx context.Context) {
-	t := time.NewTicker(s.opts.CommitEvery)
+// every runs f every d until ctx ends.
+func every(ctx context.Context, d time.Duration, f func()) {
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			s.commit(ctx)
+			f()
 		}
 	}
 }
