@@ -70,6 +70,7 @@ type svcState struct {
 	anyMaxShare      bool
 	scopes           map[Scope]*scopeState
 	sorted           []*scopeState // parents before children; rebuilt when scopes are added
+	last             *Snapshot     // the previous tick's
 	// fresh is the newest observation of the service: when it is older
 	// than stale.freeze the inputs are stale.
 	fresh time.Time
@@ -94,7 +95,8 @@ type scopeState struct {
 	suppressed  []bool    // by its own flap penalty
 	damped      []bool    // suppressed here or in a parent scope
 	chainScopes []Scope   // the scope and its parents, most specific first
-	chain       []*window // [cdn*len(chainScopes)+level]; nil until the window exists
+	hot         []winHot  // per CDN: what rank reads of this scope's windows
+	chain       []*winHot // [cdn*len(chainScopes)+level]; nil until the window exists
 	chainGen    uint64
 	parent      *scopeState
 	passive     []Health // passive health, sticky between ticks
@@ -170,7 +172,7 @@ func (st *svcState) scope(sc Scope, loc Location) *scopeState {
 		return s
 	}
 	n := len(st.svc.CDNs)
-	s := &scopeState{scope: sc, loc: loc, leader: -1, challenger: -1, displaced: -1,
+	s := &scopeState{scope: sc, loc: loc, leader: -1, challenger: -1, displaced: -1, hot: make([]winHot, n),
 		health: make([]Health, n), penalty: make([]float64, n), penaltyAt: make([]time.Time, n), suppressed: make([]bool, n), damped: make([]bool, n),
 		ranked: sc.Level != LevelASN}
 	for i := range s.health {
@@ -230,10 +232,12 @@ func (e *Engine) Observe(o *Observation) error {
 		k := winKey{scope: sc, cdn: o.CDN}
 		win := e.windows[k]
 		if win == nil {
-			win = &window{}
+			s := st.scope(sc, o.Location)
+			h := &s.hot[st.idx[o.CDN]]
+			win = &window{hot: h}
+			h.win = win
 			e.windows[k] = win
 			e.winGen++
-			st.scope(sc, o.Location)
 		}
 		if !win.dirty {
 			e.dirty = append(e.dirty, win)
@@ -375,7 +379,9 @@ func (e *Engine) Tick(now time.Time) []*Snapshot {
 				snap.Rankings = append(snap.Rankings, r)
 			}
 		}
-		snap.build()
+		// Engine rankings carry their seeds already.
+		snap.indexFrom(st.last)
+		st.last = snap
 		out = append(out, snap)
 	}
 	return out
@@ -459,7 +465,8 @@ func (e *Engine) rebase(now time.Time) {
 type worker struct {
 	scratch []cdnView
 	micro   []int64
-	choices []Choice // a ranking being built, before it is kept or found unchanged
+	rows    []row // a ranking being built, before it is kept or found unchanged
+	order   []int
 	tgt     []float64
 	idxs    []int
 	prices  []float64
@@ -533,7 +540,7 @@ func (e *Engine) rank(wk *worker, st *svcState, s *scopeState, now time.Time, dt
 		// Fast: the scope's own window only. A parent's data would
 		// hide a problem local to this scope.
 		if w := chain[0]; w != nil {
-			v.fast = fastCounts{Views: trials(w.fast.attempts, w.fast.exits) / gf, Beacons: w.fast.beacons / gf, FailureRate: w.fastFail}
+			v.fast = fastCounts{Views: w.fastViews / gf, Beacons: w.fastBeacons / gf, FailureRate: w.fastFail}
 			if v.fast.Beacons >= e.pol.Passive.MinBeacons {
 				v.fastScore = w.fscore
 			}
@@ -614,12 +621,14 @@ func (e *Engine) resolveChain(st *svcState, s *scopeState) {
 	}
 	m := len(s.chainScopes)
 	if s.chain == nil {
-		s.chain = make([]*window, len(st.svc.CDNs)*m)
+		s.chain = make([]*winHot, len(st.svc.CDNs)*m)
 	}
 	for i, cdn := range st.svc.CDNs {
 		for j, sc := range s.chainScopes {
 			if s.chain[i*m+j] == nil {
-				s.chain[i*m+j] = e.windows[winKey{scope: sc, cdn: cdn}]
+				if w := e.windows[winKey{scope: sc, cdn: cdn}]; w != nil {
+					s.chain[i*m+j] = w.hot
+				}
 			}
 		}
 	}
@@ -650,7 +659,10 @@ func (e *Engine) passive(st *svcState, s *scopeState, views []cdnView, now time.
 		prev := s.passive[i]
 		next, why := prev, s.passiveWhy[i]
 		attempts := v.fast.Views >= e.pol.Passive.MinAttempts
-		own := s.chain[i*len(s.chainScopes)]
+		var own *window
+		if h := s.chain[i*len(s.chainScopes)]; h != nil {
+			own = h.win
+		}
 		switch {
 		case attempts && v.fast.FailureRate > e.pol.Passive.FailureRate:
 			next = HealthDown
@@ -792,7 +804,7 @@ func (e *Engine) failingBeyond(s *scopeState, i int, gf float64) bool {
 	if own == nil || par == nil {
 		return false
 	}
-	o, p := own.fastStats(gf), par.fastStats(gf)
+	o, p := own.win.fastStats(gf), par.win.fastStats(gf)
 	views := p.Views - o.Views
 	failed := p.Views*max(p.FailureRate, 0) - o.Views*max(o.FailureRate, 0)
 	return views >= e.pol.Passive.MinAttempts && failed > e.pol.Passive.FailureRate*views
@@ -1359,34 +1371,33 @@ func moveShares(cur, target []float64, views []cdnView, limit float64) bool {
 // blocks instead of one object per scope and CDN.
 func (e *Engine) ranking(wk *worker, st *svcState, s *scopeState, views []cdnView, rule Rule, fired Fired) *Ranking {
 	n := len(views)
-	if cap(wk.choices) < n {
-		wk.choices = make([]Choice, 0, n)
+	if cap(wk.rows) < n {
+		wk.rows = make([]row, n)
+		wk.order = make([]int, 0, n)
 	}
-	choices := wk.choices[:0]
+	rows := wk.rows[:n]
+	order := wk.order[:0]
 	micro := wk.microShares(s.shares)
-	for i, cdn := range st.svc.CDNs {
+	for i := range views {
 		v := &views[i]
 		if v.health == HealthBanned && rule != RuleFailOpen {
 			continue
 		}
-		c := Choice{CDN: cdn, Host: st.hosts[i], Weight: float64(micro[i]) / 1e6, Score: round2(v.score), Confidence: round2(Confidence(v.samples, e.pol.MinSamples)),
-			ScoreScope: v.level, Samples: round2(v.samples), Views: round2(v.views), Stats: v.fig, FastScore: round2(v.fastScore),
-			Health: v.health, Reason: v.reason, Override: v.override, seed: st.seeds[i]}
-		if i == s.leader {
-			c.Leader, c.LeaderSince = true, s.leaderAt.UnixMilli()
-		}
-		choices = append(choices, c)
+		rows[i] = row{micro: micro[i], score: round2(v.score), conf: round2(Confidence(v.samples, e.pol.MinSamples)),
+			samples: round2(v.samples), views: round2(v.views), fast: round2(v.fastScore), eligible: v.health.eligible()}
+		order = append(order, i)
 		// Insertion sort as it fills: at most a few dozen CDNs.
-		for j := len(choices) - 1; j > 0 && choiceBefore(st, &choices[j], &choices[j-1]); j-- {
-			choices[j], choices[j-1] = choices[j-1], choices[j]
+		for j := len(order) - 1; j > 0 && rows[order[j]].before(&rows[order[j-1]], order[j], order[j-1]); j-- {
+			order[j], order[j-1] = order[j-1], order[j]
 		}
 	}
-	wk.choices = choices
+	wk.order = order
 	// Most scopes rank the same tick after tick: share the previous,
 	// immutable ranking then instead of a copy (a tick would otherwise
 	// allocate some 45 MB at 15,000 scopes of 20 CDNs, and the GC would
-	// take a third of it).
-	if old := s.last; old != nil && old.Rule == rule && old.Fired == fired && sameChoices(old.Choices, choices) {
+	// take a third of it). The comparison reads the rows, so an unchanged
+	// ranking costs no Choice built.
+	if old := s.last; old != nil && old.Rule == rule && old.Fired == fired && e.unchanged(st, s, old.Choices, views, rows, order) {
 		return old
 	}
 	if len(wk.rslab) == 0 {
@@ -1397,28 +1408,60 @@ func (e *Engine) ranking(wk *worker, st *svcState, s *scopeState, views []cdnVie
 	if len(wk.cslab) < n {
 		wk.cslab = make([]Choice, max(4096, n))
 	}
-	out := wk.cslab[:len(choices):len(choices)]
-	wk.cslab = wk.cslab[len(choices):]
-	copy(out, choices)
+	out := wk.cslab[:len(order):len(order)]
+	wk.cslab = wk.cslab[len(order):]
+	for k, i := range order {
+		v, rw := &views[i], &rows[i]
+		out[k] = Choice{CDN: st.svc.CDNs[i], Host: st.hosts[i], Weight: float64(rw.micro) / 1e6, Score: rw.score, Confidence: rw.conf,
+			ScoreScope: v.level, Samples: rw.samples, Views: rw.views, Stats: v.fig, FastScore: rw.fast,
+			Health: v.health, Reason: v.reason, Override: v.override, seed: st.seeds[i]}
+		if i == s.leader {
+			out[k].Leader, out[k].LeaderSince = true, s.leaderAt.UnixMilli()
+		}
+	}
 	*r = Ranking{Scope: s.scope, Rule: rule, Fired: fired, Choices: out}
 	s.last = r
 	return r
 }
 
-// sameChoices reports whether a ranking would read the same as before:
-// everything equal but the decayed counts, which may drift by
-// countDrift (they fall a little every tick without new data, and are
-// there to read, not to decide).
-func sameChoices(a, b []Choice) bool {
-	if len(a) != len(b) {
+// row is a Choice's rounded numbers, before it is known whether the
+// ranking changed.
+type row struct {
+	micro                             int64
+	score, conf, samples, views, fast float64
+	eligible                          bool
+}
+
+// before orders a ranking: weight, then eligibility, then score, then the
+// static order (i and j are the rows' CDN indexes).
+func (a *row) before(b *row, i, j int) bool {
+	if a.micro != b.micro {
+		return a.micro > b.micro
+	}
+	if a.eligible != b.eligible {
+		return a.eligible
+	}
+	if a.score != b.score {
+		return a.score > b.score
+	}
+	return i < j
+}
+
+// unchanged reports whether a ranking would read the same as old:
+// everything equal but the decayed counts, which may drift by countDrift
+// (they fall a little every tick without new data, and are there to
+// read, not to decide).
+func (e *Engine) unchanged(st *svcState, s *scopeState, old []Choice, views []cdnView, rows []row, order []int) bool {
+	if len(old) != len(order) {
 		return false
 	}
-	for i := range a {
-		x, y := &a[i], &b[i]
-		if x.CDN != y.CDN || x.Weight != y.Weight || x.Score != y.Score || x.ScoreScope != y.ScoreScope ||
-			x.Health != y.Health || x.Leader != y.Leader || x.LeaderSince != y.LeaderSince || x.Stats != y.Stats ||
-			x.FastScore != y.FastScore || x.Reason != y.Reason || x.Override != y.Override || x.Host != y.Host ||
-			!near(x.Samples, y.Samples) || !near(x.Views, y.Views) || math.Abs(x.Confidence-y.Confidence) > 0.01 {
+	for k, i := range order {
+		x, v, rw := &old[k], &views[i], &rows[i]
+		leader := i == s.leader
+		if x.CDN != st.svc.CDNs[i] || x.Weight != float64(rw.micro)/1e6 || x.Score != rw.score || x.ScoreScope != v.level ||
+			x.Health != v.health || x.Leader != leader || leader && x.LeaderSince != s.leaderAt.UnixMilli() || x.Stats != v.fig ||
+			x.FastScore != rw.fast || x.Reason != v.reason || x.Override != v.override ||
+			!near(x.Samples, rw.samples) || !near(x.Views, rw.views) || math.Abs(x.Confidence-rw.conf) > 0.01 {
 			return false
 		}
 	}
@@ -1429,21 +1472,6 @@ func sameChoices(a, b []Choice) bool {
 const countDrift = 0.05
 
 func near(a, b float64) bool { return math.Abs(a-b) <= countDrift*max(math.Abs(a), math.Abs(b)) }
-
-// choiceBefore orders a ranking: weight, then eligibility, then score, then
-// the static order.
-func choiceBefore(st *svcState, a, b *Choice) bool {
-	if a.Weight != b.Weight {
-		return a.Weight > b.Weight
-	}
-	if ea, eb := a.Health.eligible(), b.Health.eligible(); ea != eb {
-		return ea
-	}
-	if a.Score != b.Score {
-		return a.Score > b.Score
-	}
-	return st.idx[a.CDN] < st.idx[b.CDN]
-}
 
 // microShares rounds shares to millionths that sum to exactly a million,
 // so published weights sum to 1 and read the same on every node.

@@ -7,25 +7,42 @@ import "math"
 // without data leave their component out, and the weights of the others
 // are renormalized. ok is false when no component has data.
 func Score(s Stats, w Weights) (score float64, ok bool) {
-	var sum, wsum float64
-	add := func(weight, figure float64, curve func(float64) float64) {
+	full, _ := scores(s, w)
+	return full, full >= 0
+}
+
+// scores is Score twice over one set of curves: with the weights w, and
+// with experience(w) (failures and exits left out). Refreshing a window
+// needs both, and the curves are most of the cost.
+func scores(s Stats, w Weights) (full, exp float64) {
+	var sum, wsum, esum, ewsum float64
+	add := func(weight, figure float64, curve func(float64) float64, experience bool) {
 		if weight > 0 && figure >= 0 {
-			sum += weight * curve(figure)
+			v := weight * curve(figure)
+			sum += v
 			wsum += weight
+			if experience {
+				esum += v
+				ewsum += weight
+			}
 		}
 	}
-	add(w.StartupP50, s.StartupP50MS, startupCurve)
-	add(w.StartupP90, s.StartupP90MS, startupCurve)
-	add(w.Rebuffer, s.RebufferRatio, rebufferCurve)
-	add(w.Failure, s.FailureRate, failureCurve)
-	add(w.EBVS, s.EBVSRate, ebvsCurve)
-	add(w.Bitrate, s.BitrateP50Kbps, bitrateCurve)
-	add(w.TTFB, s.TTFBP50MS, ttfbCurve)
-	add(w.Throughput, s.ThroughputP50Kbps, throughputCurve)
-	if wsum == 0 {
-		return -1, false
+	add(w.StartupP50, s.StartupP50MS, startupCurve, true)
+	add(w.StartupP90, s.StartupP90MS, startupCurve, true)
+	add(w.Rebuffer, s.RebufferRatio, rebufferCurve, true)
+	add(w.Failure, s.FailureRate, failureCurve, false)
+	add(w.EBVS, s.EBVSRate, ebvsCurve, false)
+	add(w.Bitrate, s.BitrateP50Kbps, bitrateCurve, true)
+	add(w.TTFB, s.TTFBP50MS, ttfbCurve, true)
+	add(w.Throughput, s.ThroughputP50Kbps, throughputCurve, true)
+	full, exp = -1, -1
+	if wsum > 0 {
+		full = 100 * sum / wsum
 	}
-	return 100 * sum / wsum, true
+	if ewsum > 0 {
+		exp = 100 * esum / ewsum
+	}
+	return full, exp
 }
 
 // startupCurve is Mux's startup score: 8/(8+s) for s seconds, 1 at
