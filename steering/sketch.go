@@ -84,10 +84,17 @@ func (s *sketch) quantiles(q1, q2 float64) (float64, float64) {
 	return v1, v2
 }
 
-// scale multiplies every count by k (a decay rebase).
+// scale multiplies every count by k: a decay rebase (0 < k < 1), or 0 to
+// forget everything.
 func (s *sketch) scale(k float64) {
 	s.total *= k
-	if s.bins != nil && k > 0 {
-		_ = s.bins.Reweight(k) // k > 0: cannot fail
+	if s.bins == nil {
+		return
 	}
+	if s.total < 1e-300 {
+		s.bins.Clear()
+		s.total = 0
+		return
+	}
+	_ = s.bins.Reweight(k) // k > 0 here: cannot fail
 }

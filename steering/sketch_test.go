@@ -92,3 +92,18 @@ func TestSketchScale(t *testing.T) {
 		t.Errorf("total %v after scaling 400 by 1e-6", s.total)
 	}
 }
+
+func TestSketchForget(t *testing.T) {
+	var s sketch
+	for range 100 {
+		s.add(5000, 1)
+	}
+	s.scale(0)
+	if a, _ := s.quantiles(0.5, -1); a != -1 {
+		t.Errorf("median after forgetting everything: %v, want -1", a)
+	}
+	s.add(100, 1)
+	if a, b := s.quantiles(0.5, 0.9); !close(a, 100) || !close(b, 100) {
+		t.Errorf("after forgetting 5000s and adding one 100: p50 %v p90 %v", a, b)
+	}
+}
