@@ -32,6 +32,13 @@ type Incident struct {
 	Region     string // empty: every region
 	ASN        uint32 // 0: every ASN of the region
 	Start, End time.Duration
+	// Full is when a ramped change is in full effect (Start plus the
+	// ramp), Over when it is undone (End plus the ramp out); both equal
+	// Start and End for an abrupt one. Failover is timed from Full:
+	// during a ramp in the CDN may still be the best there is, and
+	// leaving it at once would be wrong. Recovery is timed from Over: a
+	// CDN halfway through a slow recovery is not yet recovered.
+	Full, Over time.Duration
 
 	scope scopeModel
 }
@@ -129,10 +136,12 @@ func summarize(r *Result) {
 		bad := slices.Index(r.CDNs, inc.CDN)
 		start, end := int(inc.Start/r.Step), int((inc.End+r.Step-1)/r.Step)
 		end = min(end, len(series))
+		full := min(max(start, int(inc.Full/r.Step)), end)
+		over := max(end, int((inc.Over+r.Step-1)/r.Step))
 		hold := stepsOf(Hold, r.Step)
-		s.Failover = failover(series, bad, start, end, hold, r.Step)
+		s.Failover = failover(series, bad, full, end, hold, r.Step)
 		s.Hurt = hurt(series, bad, start, end)
-		s.Recovery = recovery(series, bad, start, end, hold, stepsOf(Before, r.Step), r.Step)
+		s.Recovery = recovery(series, bad, start, over, hold, stepsOf(Before, r.Step), r.Step)
 	}
 }
 
@@ -354,6 +363,9 @@ func (t Table) Markdown() string {
 	fmt.Fprintf(&b, "### %s\n\nScope: %s.", t.Scenario, t.Scope)
 	if inc := t.Incident; inc != nil {
 		fmt.Fprintf(&b, " Incident: %s on %s, %v to %v.", inc.Name, inc.CDN, inc.Start, inc.End)
+		if inc.Full > inc.Start || inc.Over > inc.End {
+			fmt.Fprintf(&b, " The change is in full effect from %v and undone by %v: failover is timed from the first, recovery from the second.", inc.Full, inc.Over)
+		}
 	}
 	b.WriteString("\n\n| policy | views | mean QoE | QoE delivered | loss vs oracle | failover | hurt | flips / 10 min | max share moved / min | recovery |\n")
 	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")

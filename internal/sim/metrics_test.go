@@ -155,6 +155,34 @@ func TestSummarize(t *testing.T) {
 	}
 }
 
+// TestSummarizeRamp: a ramped incident times failover from when it is in
+// full effect and recovery from when it is undone.
+func TestSummarizeRamp(t *testing.T) {
+	steps := cat(rep(60, "bo"), rep(10, "bb"), rep(70, "oo"), rep(60, "bo"))
+	for _, tc := range []struct {
+		name               string
+		full, over         time.Duration
+		failover, recovery string
+	}{
+		{"abrupt", 0, 0, "10s", "20s"},
+		{"ramped in over 10s", 70 * time.Second, 0, "0s", "20s"},
+		{"ramped out over 20s", 0, 140 * time.Second, "10s", "0s"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := series(steps...)
+			r := &Result{Scenario: "hand", Policy: "p", Step: time.Second, CDNs: []string{"bad", "good"},
+				Incident: &Incident{CDN: "bad", Start: 60 * time.Second, End: 120 * time.Second, Full: tc.full, Over: tc.over}}
+			for i := range s {
+				r.Steps = append(r.Steps, StepStats{At: time.Duration(i) * time.Second, Scope: s[i]})
+			}
+			summarize(r)
+			if got := r.Summary; got.Failover.String() != tc.failover || got.Recovery.String() != tc.recovery || got.Hurt != 20.0/120 {
+				t.Errorf("failover %v recovery %v hurt %v; want %s, %s, %v", got.Failover, got.Recovery, got.Hurt, tc.failover, tc.recovery, 20.0/120)
+			}
+		})
+	}
+}
+
 func TestCompareMarkdown(t *testing.T) {
 	mk := func(policy string, qoe float64, fo Timing, hurt float64) *Result {
 		return &Result{Scenario: "hand-made", Policy: policy, Scope: "eu-west",

@@ -571,7 +571,11 @@ func (m *model) compileEvents(c *Scenario) error {
 			if m.dur > 0 {
 				end = min(end, m.dur)
 			}
-			m.incident = &Incident{Name: em.name, CDN: e.CDN, Region: e.Region, ASN: e.ASN, Start: em.at, End: end, scope: sc}
+			full, over := min(em.at+em.ramp, end), end
+			if em.dur > 0 {
+				over = end + em.rampOut
+			}
+			m.incident = &Incident{Name: em.name, CDN: e.CDN, Region: e.Region, ASN: e.ASN, Start: em.at, End: end, Full: full, Over: over, scope: sc}
 		}
 		m.events = append(m.events, em)
 	}

@@ -71,6 +71,15 @@ func TestEmbeddedScenarios(t *testing.T) {
 			if m.incident != nil && m.incident.CDN != "cdn-a" {
 				t.Errorf("bad CDN %s, want cdn-a", m.incident.CDN)
 			}
+			if n == "slow-recovery" {
+				// 3m + 30s ramp in; undone from 7m30s over 5m.
+				if inc := m.incident; inc.Start != 3*time.Minute || inc.Full != 3*time.Minute+30*time.Second ||
+					inc.End != 7*time.Minute+30*time.Second || inc.Over != 12*time.Minute+30*time.Second {
+					t.Errorf("slow-recovery incident %v-%v, full %v, over %v", inc.Start, inc.End, inc.Full, inc.Over)
+				}
+			} else if inc := m.incident; inc != nil && (inc.Full != inc.Start || inc.Over != inc.End) {
+				t.Errorf("abrupt incident %v-%v has full %v, over %v", inc.Start, inc.End, inc.Full, inc.Over)
+			}
 		})
 	}
 	if _, err := Load("nope"); err == nil || !strings.Contains(err.Error(), "not one of") {
