@@ -1,5 +1,7 @@
 // Package analytics stores QoE beacons and answers metric queries over them,
-// in ClickHouse for production and in memory for the embedded default.
+// in ClickHouse for production and in memory for the embedded default. It
+// also keeps the sampled steering decision log (DecisionLog), in the same two
+// places.
 //
 // Both stores compute every metric from the same per-group parts (counts,
 // sums, quantiles) with the same rules, so a dashboard or the scorer gets the

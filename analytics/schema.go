@@ -22,8 +22,9 @@ var migrationFS embed.FS
 // Retention applied by TTL on servers that support it (Modern). Changing
 // these does not alter tables that already exist: add a migration instead.
 const (
-	rawTTLDays    = 30
-	rollupTTLDays = 400
+	rawTTLDays      = 30
+	rollupTTLDays   = 400
+	decisionTTLDays = 7
 )
 
 // modernMajor is the first server major version that gets LowCardinality
@@ -32,11 +33,12 @@ const modernMajor = 20
 
 // SchemaParams are what the migration templates see.
 type SchemaParams struct {
-	DB            string // quoted database identifier
-	Modern        bool   // the server supports LowCardinality and TTL
-	Str           string // column type for low-cardinality strings
-	RawTTLDays    int
-	RollupTTLDays int
+	DB              string // quoted database identifier
+	Modern          bool   // the server supports LowCardinality and TTL
+	Str             string // column type for low-cardinality strings
+	RawTTLDays      int
+	RollupTTLDays   int
+	DecisionTTLDays int
 }
 
 // NewSchemaParams returns the template parameters for a database and a
@@ -45,7 +47,8 @@ func NewSchemaParams(database string, modern bool) (SchemaParams, error) {
 	if !validIdent(database) {
 		return SchemaParams{}, fmt.Errorf("database: %q is not a plain identifier ([A-Za-z_][A-Za-z0-9_]*)", database)
 	}
-	p := SchemaParams{DB: "`" + database + "`", Modern: modern, Str: "String", RawTTLDays: rawTTLDays, RollupTTLDays: rollupTTLDays}
+	p := SchemaParams{DB: "`" + database + "`", Modern: modern, Str: "String", RawTTLDays: rawTTLDays, RollupTTLDays: rollupTTLDays,
+		DecisionTTLDays: decisionTTLDays}
 	if modern {
 		p.Str = "LowCardinality(String)"
 	}

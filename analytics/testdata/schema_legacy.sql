@@ -96,3 +96,30 @@ SELECT
 FROM `cdnpilot`.beacons
 GROUP BY minute, service, cdn, region, country, asn;
 
+-- migration 0003 decisions
+CREATE TABLE IF NOT EXISTS `cdnpilot`.decisions
+(
+    at            DateTime,
+    at_us         Int64,
+    protocol      String,
+    service       String,
+    client        String,
+    ecs           String,
+    region        String,
+    country       String,
+    asn           UInt32,
+    scope_level   String,
+    scope_region  String,
+    scope_country String,
+    scope_asn     UInt32,
+    cdn           String,
+    rule          String,
+    stale         UInt8,
+    version       UInt64,
+    result        String,
+    latency_us    UInt32
+)
+ENGINE = MergeTree
+PARTITION BY toYYYYMMDD(at)
+ORDER BY (service, protocol, at);
+

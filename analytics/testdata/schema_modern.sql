@@ -98,3 +98,31 @@ SELECT
 FROM `cdnpilot`.beacons
 GROUP BY minute, service, cdn, region, country, asn;
 
+-- migration 0003 decisions
+CREATE TABLE IF NOT EXISTS `cdnpilot`.decisions
+(
+    at            DateTime,
+    at_us         Int64,
+    protocol      LowCardinality(String),
+    service       LowCardinality(String),
+    client        String,
+    ecs           String,
+    region        LowCardinality(String),
+    country       LowCardinality(String),
+    asn           UInt32,
+    scope_level   LowCardinality(String),
+    scope_region  LowCardinality(String),
+    scope_country LowCardinality(String),
+    scope_asn     UInt32,
+    cdn           LowCardinality(String),
+    rule          LowCardinality(String),
+    stale         UInt8,
+    version       UInt64,
+    result        LowCardinality(String),
+    latency_us    UInt32
+)
+ENGINE = MergeTree
+PARTITION BY toYYYYMMDD(at)
+ORDER BY (service, protocol, at)
+TTL at + INTERVAL 7 DAY;
+
