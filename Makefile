@@ -7,7 +7,7 @@ STATICCHECK_VERSION ?= v0.8.2
 FUZZTIME ?= 2m
 BENCHTIME ?= 5x
 
-.PHONY: all test deps check lint fmt bench bench-steering fuzz demo build
+.PHONY: all test deps check lint fmt bench bench-steering bench-dns fuzz demo build
 
 all: check
 
@@ -45,6 +45,15 @@ bench:
 ## writes docs/bench/steering.md and one PNG per scenario.
 bench-steering:
 	$(GO) test -run "^$$" -bench Steering -benchtime 1x -timeout 60m -v ./bench/
+
+## bench-dns: dnsperf over loopback against the steering DNS (300 regions,
+## ECS on every query) and, in the same run, a bare miekg/dns server that
+## answers one fixed record (the floor); then the handler chain alone with
+## -benchmem. Figures go to docs/BENCHMARKS.md. Run it on an idle machine.
+bench-dns:
+	@.ci/deps bench-dns
+	$(GO) test -run '^$$' -bench DNSPerf -benchtime 1x -timeout 20m -v ./dns/dnsbench/
+	$(GO) test -run '^$$' -bench ServeDNS -benchmem -count 3 ./dns/
 
 ## fuzz: run every fuzz target for FUZZTIME each (not part of `make test`).
 fuzz:

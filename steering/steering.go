@@ -8,6 +8,7 @@ package steering
 import (
 	"fmt"
 	"math"
+	"net/netip"
 	"strconv"
 )
 
@@ -24,6 +25,9 @@ type CDN struct {
 	// MaxShare caps the share of any scope this CDN is given (0: no cap),
 	// for a CDN whose contracted capacity is known to be small.
 	MaxShare float64
+	// Addrs, when set, are what the DNS server answers A/AAAA queries
+	// with instead of a CNAME to Host (a CDN reached by anycast addresses).
+	Addrs []netip.Addr
 }
 
 // Service is one steered stream family (`vod`, `live`).
@@ -59,6 +63,11 @@ func (c Catalog) Validate() error {
 			return fmt.Errorf("cdn %q: commit_gb_per_month %v is not a finite, non-negative number", d.Name, d.CommitGBPerMonth)
 		case !(d.MaxShare >= 0 && d.MaxShare <= 1):
 			return fmt.Errorf("cdn %q: max_share %v is outside 0..1", d.Name, d.MaxShare)
+		}
+		for j, a := range d.Addrs {
+			if !a.IsValid() || a.Zone() != "" {
+				return fmt.Errorf("cdn %q: addrs[%d] %q is not an IP address without a zone", d.Name, j, a)
+			}
 		}
 		cdns[d.Name] = true
 	}

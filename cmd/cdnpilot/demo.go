@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"strings"
 
 	"github.com/cdnpilot/cdnpilot/internal/app"
 )
@@ -14,6 +16,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.SetOutput(stderr)
 	var cf commonFlags
 	cf.register(fs)
+	cf.registerDNS(fs)
 	viewers := fs.Int("viewers", -1, "synthetic viewers (default from config: 300)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -43,15 +46,21 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if !cfg.Kafka.Embedded() {
 		broker = fmt.Sprintf("Kafka at %v", a.Brokers())
 	}
+	dnsLine := "off (dns_addr is empty)"
+	if addr := a.DNSAddr(); addr != "" {
+		host, port, _ := net.SplitHostPort(addr)
+		dnsLine = fmt.Sprintf("%s (UDP+TCP)  dig @%s -p %s vod.%s", addr, host, port, strings.TrimSuffix(cfg.DNS.Zones[0], "."))
+	}
 	fmt.Fprintf(stdout, `cdnpilot demo is running (%d synthetic viewers, %s, %s)
 
   beacon ingest    POST %s/v1/beacons
   CMCD ingest      POST|GET %s/v1/cmcd?service=vod
   rankings         %s/api/v1/rankings?service=vod&region=eu-west
+  steering DNS     %s
   metrics          %s/metrics
   health           %s/healthz  %s/readyz
 
 Press Ctrl-C to stop; accepted beacons are flushed before exit.
-`, cfg.Demo.Viewers, broker, store, base, base, base, base, base, base)
+`, cfg.Demo.Viewers, broker, store, base, base, base, dnsLine, base, base, base)
 	return a.Run(ctx)
 }

@@ -15,6 +15,7 @@ import (
 type commonFlags struct {
 	configPath string
 	httpAddr   string
+	dnsAddr    string
 	kafka      string
 	clickhouse string
 	logLevel   string
@@ -30,6 +31,11 @@ func (c *commonFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&c.logJSON, "log-json", false, "log JSON lines instead of text")
 }
 
+// registerDNS adds --dns-addr, for the roles that serve DNS.
+func (c *commonFlags) registerDNS(fs *flag.FlagSet) {
+	fs.StringVar(&c.dnsAddr, "dns-addr", "", "steering DNS listen address, UDP and TCP (default from config: 127.0.0.1:8053)")
+}
+
 func (c *commonFlags) load() (config.Config, error) {
 	cfg, err := config.Load(c.configPath, os.Getenv)
 	if err != nil {
@@ -37,6 +43,9 @@ func (c *commonFlags) load() (config.Config, error) {
 	}
 	if c.httpAddr != "" {
 		cfg.HTTPAddr = c.httpAddr
+	}
+	if c.dnsAddr != "" {
+		cfg.DNSAddr = c.dnsAddr
 	}
 	if c.kafka != "" {
 		cfg.Kafka.Brokers = config.SplitList(c.kafka)

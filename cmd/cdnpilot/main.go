@@ -27,6 +27,7 @@ func commands() map[string]command {
 		"demo":         {"run every role in one process on the embedded defaults, with synthetic players", runDemo},
 		"ingest":       {"serve the beacon and CMCD ingest endpoints, publishing to Kafka", runIngest},
 		"score":        {"rank CDNs from the beacon topic and publish ranking snapshots every second", runScore},
+		"steer":        {"serve the steering DNS (and the rankings API) from the ranking snapshots on Kafka", runSteer},
 		"simulate":     {"play a scenario through the real steering path in virtual time and compare with baselines", runSimulate},
 		"consume":      {"move beacons from Kafka into the analytics store", runConsume},
 		"migrate":      {"create or upgrade the ClickHouse schema, then exit", runMigrate},

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	mdns "github.com/miekg/dns"
 )
 
 // syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
@@ -43,22 +45,34 @@ func TestDemo(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"demo", "--http-addr", "127.0.0.1:0", "--viewers", "40"}, pw, &stderr)
+		done <- run(ctx, []string{"demo", "--http-addr", "127.0.0.1:0", "--dns-addr", "127.0.0.1:0", "--viewers", "40"}, pw, &stderr)
 		pw.Close()
 	}()
-	var base string
+	var base, dnsAddr string
 	sc := bufio.NewScanner(pr)
 	re := regexp.MustCompile(`POST (http://127\.0\.0\.1:\d+)/v1/beacons`)
+	reDNS := regexp.MustCompile(`steering DNS\s+(127\.0\.0\.1:\d+) \(UDP\+TCP\)`)
 	for sc.Scan() {
 		if m := re.FindStringSubmatch(sc.Text()); m != nil {
 			base = m[1]
+		}
+		if m := reDNS.FindStringSubmatch(sc.Text()); m != nil {
+			dnsAddr = m[1]
+		}
+		if base != "" && dnsAddr != "" {
 			break
 		}
 	}
 	go func() { _, _ = io.Copy(io.Discard, pr) }()
-	if base == "" {
+	if base == "" || dnsAddr == "" {
 		cancel()
-		t.Fatalf("demo printed no ingest URL; stderr:\n%s", stderr.String())
+		t.Fatalf("demo printed no ingest URL or DNS address; stderr:\n%s", stderr.String())
+	}
+	// The demo's steering DNS answers its zone.
+	q := new(mdns.Msg)
+	q.SetQuestion("vod.demo.cdnpilot.test.", mdns.TypeA)
+	if r, err := mdns.Exchange(q, dnsAddr); err != nil || r.Rcode != mdns.RcodeSuccess || len(r.Answer) != 1 {
+		t.Errorf("DNS at %s: %v, %v", dnsAddr, r, err)
 	}
 	for _, path := range []string{"/healthz", "/readyz"} {
 		resp, err := http.Get(base + path)
@@ -144,6 +158,9 @@ func TestCommands(t *testing.T) {
 		{args: []string{"check-config", "--config", "x", "y"}, wantErr: "unexpected argument"},
 		{args: []string{"ingest", "--kafka", "no-port"}, wantErr: `kafka.brokers[0]: "no-port" is not host:port`},
 		{args: []string{"score"}, wantErr: "score: no Kafka brokers"},
+		{args: []string{"steer"}, wantErr: "steer: no Kafka brokers"},
+		{args: []string{"steer", "--dns-addr", "nonsense"}, wantErr: `dns_addr: "nonsense" is not host:port`},
+		{args: []string{"ingest", "--dns-addr", "127.0.0.1:53"}, wantErr: "flag provided but not defined: -dns-addr"},
 		{args: []string{"simulate", "--list"}, wantOut: "hard-outage"},
 		{args: []string{"simulate"}, wantErr: "--scenario is required"},
 		{args: []string{"simulate", "--scenario", "hard-outage", "--path", "dns"}, wantErr: `--path "dns" is not available yet`},

@@ -12,12 +12,16 @@ import (
 	"github.com/cdnpilot/cdnpilot/internal/config"
 )
 
-// loadRole parses a role's common flags and loads its config.
-func loadRole(name string, args []string, stderr io.Writer) (config.Config, commonFlags, error) {
+// loadRole parses a role's common flags (and --dns-addr for a role that
+// serves DNS) and loads its config.
+func loadRole(name string, args []string, stderr io.Writer, dns bool) (config.Config, commonFlags, error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cf commonFlags
 	cf.register(fs)
+	if dns {
+		cf.registerDNS(fs)
+	}
 	if err := parseFlags(fs, args); err != nil {
 		return config.Config{}, cf, err
 	}
@@ -26,7 +30,7 @@ func loadRole(name string, args []string, stderr io.Writer) (config.Config, comm
 }
 
 func runRole(ctx context.Context, name string, roles app.Roles, args []string, stdout, stderr io.Writer) error {
-	cfg, cf, err := loadRole(name, args, stderr)
+	cfg, cf, err := loadRole(name, args, stderr, roles.Steer)
 	if err != nil {
 		return err
 	}
@@ -43,7 +47,11 @@ func runRole(ctx context.Context, name string, roles app.Roles, args []string, s
 	if err != nil {
 		return err
 	}
-	log.Info("serving", "http", a.HTTPAddr(), "kafka", a.Brokers())
+	attrs := []any{"http", a.HTTPAddr(), "kafka", a.Brokers()}
+	if a.DNSAddr() != "" {
+		attrs = append(attrs, "dns", a.DNSAddr())
+	}
+	log.Info("serving", attrs...)
 	return a.Run(ctx)
 }
 
@@ -59,8 +67,14 @@ func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return runRole(ctx, "score", app.Roles{Score: true}, args, stdout, stderr)
 }
 
+// runSteer is a steering node: the table kept from the rankings topic,
+// the steering DNS server on dns_addr, and the rankings API.
+func runSteer(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return runRole(ctx, "steer", app.Roles{Steer: true}, args, stdout, stderr)
+}
+
 func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	cfg, cf, err := loadRole("migrate", args, stderr)
+	cfg, cf, err := loadRole("migrate", args, stderr, false)
 	if err != nil {
 		return err
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/cdnpilot/cdnpilot/analytics"
 	"github.com/cdnpilot/cdnpilot/analytics/consume"
 	"github.com/cdnpilot/cdnpilot/beacons"
+	"github.com/cdnpilot/cdnpilot/dns"
 	"github.com/cdnpilot/cdnpilot/internal/config"
 	"github.com/cdnpilot/cdnpilot/internal/fleet"
 	"github.com/cdnpilot/cdnpilot/internal/geo"
@@ -44,8 +45,8 @@ type Roles struct {
 	// to the rankings topic, plus active health probes.
 	Score bool
 	// Steer keeps a steering node's Table from the rankings topic and
-	// serves the read-only rankings API (later: DNS, HTTP, content
-	// steering).
+	// serves the read-only rankings API and, when dns_addr is set, the
+	// steering DNS server (later: HTTP, content steering).
 	Steer bool
 	// Players runs the simulator's steady world in real time: viewers
 	// ask this process's Table for a CDN and post beacons to its ingest.
@@ -87,6 +88,10 @@ type App struct {
 	prober      *probe.Prober
 	table       *steering.Table
 	subscriber  *scorer.Subscriber
+	dns         *dns.Server
+	declog      *analytics.DecisionLog
+	decisions   DecisionStore
+	decisionCH  *analytics.ClickHouse // the decision log's own connection, when the process has none
 	players     func(context.Context) error
 }
 
@@ -303,7 +308,55 @@ func (a *App) buildSteer(cfg config.Config, log *slog.Logger) error {
 		Brokers: a.brokers, Topic: cfg.Kafka.RankingsTopic, ClientID: cfg.Kafka.ClientID, Logger: log, Registerer: a.reg,
 	})
 	a.mux.Handle("/api/v1/", ui.NewAPI(ui.Options{Rankings: a.table, Services: services, Logger: log}))
-	return nil
+	if cfg.DNSAddr == "" {
+		return nil
+	}
+	loc, _, err := buildGeo(cfg.Geo)
+	if err != nil {
+		return err
+	}
+	// The decision log goes to ClickHouse when there is one (the consume
+	// role's connection, or one of its own), else to a ring in memory.
+	var sink analytics.DecisionSink
+	switch ch, ok := a.store.(*analytics.ClickHouse); {
+	case ok:
+		sink, a.decisions = ch, ch
+	case cfg.ClickHouse.Addr != "":
+		if a.decisionCH, err = analytics.OpenClickHouse(context.Background(), ClickHouseOptions(cfg.ClickHouse), log); err != nil {
+			return fmt.Errorf("open clickhouse for the decision log: %w", err)
+		}
+		sink, a.decisions = a.decisionCH, a.decisionCH
+	default:
+		ring := analytics.NewDecisionRing(0)
+		sink, a.decisions = ring, ring
+	}
+	if a.declog, err = analytics.NewDecisionLog(sink, analytics.DecisionLogOptions{Logger: log.With("component", "decision-log"), Registerer: a.reg}); err != nil {
+		return err
+	}
+	if a.dns, err = dns.New(DNSOptions(cfg, a.table, loc, a.declog, a.reg, log)); err != nil {
+		return err
+	}
+	return a.dns.Listen(cfg.DNSAddr)
+}
+
+// DNSOptions maps the config onto the DNS server's options.
+func DNSOptions(cfg config.Config, d dns.Decider, loc geo.Lookuper, decisions dns.DecisionLogger, reg prometheus.Registerer, log *slog.Logger) dns.Options {
+	c := cfg.DNS
+	o := dns.Options{
+		Zones: c.Zones, TTL: c.TTL.D(), IncidentTTL: c.IncidentTTL.D(), TTLJitter: c.TTLJitter, ApexTTL: c.ApexTTL.D(),
+		SOA: dns.SOA{
+			MName: c.SOA.MName, RName: c.SOA.RName, Serial: c.SOA.Serial,
+			Refresh: c.SOA.Refresh.D(), Retry: c.SOA.Retry.D(), Expire: c.SOA.Expire.D(), Minimum: c.SOA.Minimum.D(),
+		},
+		RateLimit: dns.RateLimit{PerSecond: c.RateLimit.ResponsesPerSecond, Slip: c.RateLimit.Slip},
+		Catalog:   cfg.Catalog(), Decider: d, Geo: loc,
+		DecisionLog: decisions, LogSample: c.DecisionLogSample,
+		Logger: log, Registerer: reg,
+	}
+	for _, ns := range c.NS {
+		o.NS = append(o.NS, dns.NameServer{Name: ns.Name, Addrs: ns.NSAddrs()})
+	}
+	return o
 }
 
 // Table is the steering node's snapshot table, nil unless Steer runs.
@@ -311,6 +364,24 @@ func (a *App) Table() *steering.Table { return a.table }
 
 // Scorer is the score role, nil unless it runs.
 func (a *App) Scorer() *scorer.Scorer { return a.scorer }
+
+// DecisionStore answers questions about the steering decisions logged.
+type DecisionStore interface {
+	Decisions(ctx context.Context, q analytics.DecisionQuery) ([]steering.DecisionRecord, error)
+}
+
+// Decisions is where the decision log is kept, nil unless the steering
+// DNS server runs.
+func (a *App) Decisions() DecisionStore { return a.decisions }
+
+// DNSAddr is the steering DNS server's bound address (UDP and TCP), ""
+// when it does not run.
+func (a *App) DNSAddr() string {
+	if a.dns == nil {
+		return ""
+	}
+	return a.dns.Addr()
+}
 
 // Mux lets later roles (steering, admin API, UI) mount their handlers.
 func (a *App) Mux() *http.ServeMux { return a.mux }
@@ -363,6 +434,11 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	if a.subscriber != nil {
 		g.Go(func() error { return a.subscriber.Run(gctx) })
+	}
+	if a.dns != nil {
+		srv, dl := a.dns, a.declog
+		g.Go(func() error { return srv.Run(gctx) })
+		g.Go(func() error { return dl.Run(gctx) })
 	}
 	if a.players != nil {
 		g.Go(func() error {
@@ -474,6 +550,12 @@ func (a *App) closeAll() {
 	}
 	if a.httpLn != nil {
 		_ = a.httpLn.Close()
+	}
+	if a.dns != nil {
+		_ = a.dns.Close() // already closed when it ran
+	}
+	if a.decisionCH != nil {
+		_ = a.decisionCH.Close()
 	}
 }
 

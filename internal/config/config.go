@@ -47,6 +47,7 @@ type Config struct {
 	CDNs     []CDN     `yaml:"cdns"`
 	Services []Service `yaml:"services"`
 	Steering Steering  `yaml:"steering"`
+	DNS      DNS       `yaml:"dns"`
 	Geo      Geo       `yaml:"geo"`
 	Demo     Demo      `yaml:"demo"`
 }
@@ -134,6 +135,9 @@ type CDN struct {
 	PricePerGB       float64 `yaml:"price_per_gb"`
 	CommitGBPerMonth float64 `yaml:"commit_gb_per_month"`
 	MaxShare         float64 `yaml:"max_share"`
+	// Addrs, when set, are the IPv4/IPv6 addresses the DNS server answers
+	// A/AAAA queries with instead of a CNAME to Host.
+	Addrs []string `yaml:"addrs"`
 }
 
 // Service is one steered stream family with its CDNs in static fallback
@@ -141,6 +145,60 @@ type CDN struct {
 type Service struct {
 	Name string   `yaml:"name"`
 	CDNs []string `yaml:"cdns"`
+}
+
+// DNS configures the authoritative steering DNS server that the steer
+// role (and the demo) serves on dns_addr.
+type DNS struct {
+	// Zones the server is authoritative for; <service>.<zone> is steered.
+	Zones []string `yaml:"zones"`
+	// TTL of a steered answer; IncidentTTL replaces it while the ranking
+	// that answered shows trouble (a CDN down or evacuated, failover,
+	// fail-open, stale inputs, static fallback), so the next change
+	// reaches clients sooner.
+	TTL         Duration `yaml:"ttl"`
+	IncidentTTL Duration `yaml:"incident_ttl"`
+	// TTLJitter takes up to this share off every steered TTL, at random,
+	// so resolvers that cached one answer together do not all come back
+	// in the same second.
+	TTLJitter float64 `yaml:"ttl_jitter"`
+	// ApexTTL is the TTL of the SOA, NS and name server address records.
+	ApexTTL   Duration     `yaml:"apex_ttl"`
+	SOA       SOA          `yaml:"soa"`
+	NS        []NameServer `yaml:"ns"`
+	RateLimit DNSRateLimit `yaml:"rate_limit"`
+	// DecisionLogSample is the share of steered answers written to the
+	// decision log, 0..1.
+	DecisionLogSample float64 `yaml:"decision_log_sample"`
+}
+
+// SOA is the start-of-authority record of every zone.
+type SOA struct {
+	MName   string   `yaml:"mname"`
+	RName   string   `yaml:"rname"`
+	Serial  uint32   `yaml:"serial"`
+	Refresh Duration `yaml:"refresh"`
+	Retry   Duration `yaml:"retry"`
+	Expire  Duration `yaml:"expire"`
+	// Minimum is the negative-caching TTL (RFC 2308) of NXDOMAIN and
+	// NODATA answers.
+	Minimum Duration `yaml:"minimum"`
+}
+
+// NameServer is one NS record of every zone. A name inside a served zone
+// needs its addresses, which the server then answers itself (and adds as
+// glue to NS answers).
+type NameServer struct {
+	Name  string   `yaml:"name"`
+	Addrs []string `yaml:"addrs"`
+}
+
+// DNSRateLimit is response-rate limiting per client /24 (IPv6 /56) over
+// UDP. Over the limit, every Slip-th reply is an empty truncated one (a
+// real client retries over TCP) and the rest are dropped.
+type DNSRateLimit struct {
+	ResponsesPerSecond int `yaml:"responses_per_second"` // 0 disables
+	Slip               int `yaml:"slip"`                 // 0: drop every limited reply
 }
 
 // Steering is steering.Policy as YAML; Policy converts it.
@@ -259,6 +317,7 @@ func (c Config) Catalog() steering.Catalog {
 		cat.CDNs = append(cat.CDNs, steering.CDN{
 			Name: d.Name, Host: d.Host,
 			PricePerGB: d.PricePerGB, CommitGBPerMonth: d.CommitGBPerMonth, MaxShare: d.MaxShare,
+			Addrs: parseAddrs(d.Addrs),
 		})
 	}
 	for _, s := range c.Services {
@@ -266,6 +325,20 @@ func (c Config) Catalog() steering.Catalog {
 	}
 	return cat
 }
+
+// parseAddrs parses validated addresses; nil when there are none.
+func parseAddrs(ss []string) []netip.Addr {
+	var out []netip.Addr
+	for _, s := range ss {
+		if a, err := netip.ParseAddr(s); err == nil {
+			out = append(out, a.Unmap())
+		}
+	}
+	return out
+}
+
+// NSAddrs parses a name server's validated addresses.
+func (n NameServer) NSAddrs() []netip.Addr { return parseAddrs(n.Addrs) }
 
 // Policy is the steering section as the engine's type.
 func (c Config) Policy() steering.Policy {
@@ -355,7 +428,27 @@ func Default() Config {
 		// The engine's defaults, so config and engine cannot disagree;
 		// the example file spells them out, and a test holds them equal.
 		Steering: steeringOf(steering.DefaultPolicy()),
+		DNS:      defaultDNS(),
 		Demo:     Demo{Viewers: 300, Seed: 1},
+	}
+}
+
+// defaultDNS is the demo zone, served by the demo process itself.
+func defaultDNS() DNS {
+	return DNS{
+		Zones:       []string{"demo.cdnpilot.test."},
+		TTL:         Duration(30 * time.Second),
+		IncidentTTL: Duration(10 * time.Second),
+		TTLJitter:   0.1,
+		ApexTTL:     Duration(time.Hour),
+		SOA: SOA{
+			MName: "ns1.demo.cdnpilot.test.", RName: "hostmaster.demo.cdnpilot.test.", Serial: 1,
+			Refresh: Duration(time.Hour), Retry: Duration(10 * time.Minute),
+			Expire: Duration(7 * 24 * time.Hour), Minimum: Duration(60 * time.Second),
+		},
+		NS:                []NameServer{{Name: "ns1.demo.cdnpilot.test.", Addrs: []string{"127.0.0.1"}}},
+		RateLimit:         DNSRateLimit{ResponsesPerSecond: 0, Slip: 2},
+		DecisionLogSample: 1,
 	}
 }
 
@@ -594,6 +687,7 @@ func (c Config) Validate() error {
 
 	errs = append(errs, c.validateCatalog()...)
 	errs = append(errs, c.validateSteering()...)
+	errs = append(errs, c.validateDNS()...)
 
 	for country, region := range c.Geo.Regions {
 		if len(country) != 2 || strings.ToUpper(country) != country {
@@ -646,6 +740,7 @@ func (c Config) validateCatalog() []error {
 		if !finite(d.MaxShare) || d.MaxShare < 0 || d.MaxShare > 1 {
 			bad(key+".max_share", "%v is not in 0..1 (0: no cap)", d.MaxShare)
 		}
+		errs = append(errs, checkAddrs(key+".addrs", d.Addrs)...)
 	}
 
 	if len(c.Services) == 0 {
@@ -718,6 +813,110 @@ func (c Config) validateSteering() []error {
 		return []error{fmt.Errorf("steering.%w", err)}
 	}
 	return nil
+}
+
+// maxAddrs bounds the addresses of one CDN or name server: an answer
+// should fit in 512 bytes where possible (some resolvers never retry over
+// TCP), which 8 addresses of a family do; past this it cannot.
+const maxAddrs = 64
+
+// checkAddrs wants IP addresses without zones, each once.
+func checkAddrs(key string, addrs []string) []error {
+	var errs []error
+	if len(addrs) > maxAddrs {
+		errs = append(errs, fmt.Errorf("%s: %d addresses, at most %d", key, len(addrs), maxAddrs))
+	}
+	seen := make(map[netip.Addr]bool, len(addrs))
+	for i, s := range addrs {
+		a, err := netip.ParseAddr(s)
+		switch {
+		case err != nil || a.Zone() != "":
+			errs = append(errs, fmt.Errorf("%s[%d]: %q is not an IPv4 or IPv6 address", key, i, s))
+		case seen[a.Unmap()]:
+			errs = append(errs, fmt.Errorf("%s[%d]: %q is repeated", key, i, s))
+		}
+		seen[a.Unmap()] = true
+	}
+	return errs
+}
+
+// validateDNS checks the dns section. Zones are required only when the
+// server runs (dns_addr set).
+func (c Config) validateDNS() []error {
+	d := c.DNS
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("dns.%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if len(d.Zones) == 0 && c.DNSAddr != "" {
+		bad("zones", "required: at least one zone while dns_addr is set")
+	}
+	zones := make(map[string]bool, len(d.Zones))
+	for i, z := range d.Zones {
+		n := strings.ToLower(strings.TrimSuffix(z, "."))
+		switch {
+		case !validHostname(n):
+			bad(fmt.Sprintf("zones[%d]", i), "%q is not a domain name", z)
+		case zones[n]:
+			bad(fmt.Sprintf("zones[%d]", i), "%q is repeated", z)
+		}
+		zones[n] = true
+	}
+	checkTTL := func(key string, v Duration, lo, hi time.Duration) {
+		if v.D() < lo || v.D() > hi || v.D()%time.Second != 0 {
+			bad(key, "%s is not whole seconds in %s..%s", v, lo, hi)
+		}
+	}
+	checkTTL("ttl", d.TTL, time.Second, 24*time.Hour)
+	checkTTL("incident_ttl", d.IncidentTTL, time.Second, 24*time.Hour)
+	if d.IncidentTTL > d.TTL {
+		bad("incident_ttl", "%s is longer than dns.ttl (%s)", d.IncidentTTL, d.TTL)
+	}
+	if !finite(d.TTLJitter) || d.TTLJitter < 0 || d.TTLJitter > 0.5 {
+		bad("ttl_jitter", "%v is not in 0..0.5", d.TTLJitter)
+	}
+	checkTTL("apex_ttl", d.ApexTTL, time.Second, 7*24*time.Hour)
+	if !validHostname(strings.TrimSuffix(d.SOA.MName, ".")) {
+		bad("soa.mname", "%q is not a domain name", d.SOA.MName)
+	}
+	if !validHostname(strings.TrimSuffix(d.SOA.RName, ".")) {
+		bad("soa.rname", "%q is not a mailbox as a domain name (hostmaster.example.com.)", d.SOA.RName)
+	}
+	for _, f := range []struct {
+		key string
+		v   Duration
+	}{{"soa.refresh", d.SOA.Refresh}, {"soa.retry", d.SOA.Retry}, {"soa.expire", d.SOA.Expire}, {"soa.minimum", d.SOA.Minimum}} {
+		checkTTL(f.key, f.v, time.Second, 365*24*time.Hour)
+	}
+	if len(d.NS) == 0 && c.DNSAddr != "" {
+		bad("ns", "required: at least one name server while dns_addr is set")
+	}
+	for i, ns := range d.NS {
+		key := fmt.Sprintf("ns[%d]", i)
+		name := strings.ToLower(strings.TrimSuffix(ns.Name, "."))
+		if !validHostname(name) {
+			bad(key+".name", "%q is not a domain name", ns.Name)
+			continue
+		}
+		errs = append(errs, checkAddrs("dns."+key+".addrs", ns.Addrs)...)
+		inZone := false
+		for z := range zones {
+			inZone = inZone || name == z || strings.HasSuffix(name, "."+z)
+		}
+		if inZone && len(ns.Addrs) == 0 {
+			bad(key+".addrs", "required: %q is inside a served zone, so the server answers its addresses", ns.Name)
+		}
+	}
+	if d.RateLimit.ResponsesPerSecond < 0 {
+		bad("rate_limit.responses_per_second", "must not be negative (0 disables)")
+	}
+	if d.RateLimit.Slip < 0 || d.RateLimit.Slip > 10 {
+		bad("rate_limit.slip", "%d is not in 0..10", d.RateLimit.Slip)
+	}
+	if !finite(d.DecisionLogSample) || d.DecisionLogSample < 0 || d.DecisionLogSample > 1 {
+		bad("decision_log_sample", "%v is not in 0..1", d.DecisionLogSample)
+	}
+	return errs
 }
 
 func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }

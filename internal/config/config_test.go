@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -169,6 +170,12 @@ func TestBadFixtures(t *testing.T) {
 		"score_group.yaml":          "score.group_id: must differ from consume.group_id",
 		"score_interval.yaml":       "score.interval: 1m0s is not shorter than steering.stale.freeze",
 		"rankings_topic.yaml":       "kafka.rankings_topic: must differ",
+		"dns_zone.yaml":             `dns.zones[1]: "bad zone." is not a domain name`,
+		"dns_incident_ttl.yaml":     "dns.incident_ttl: 1m0s is longer than dns.ttl (20s)",
+		"dns_unknown_key.yaml":      "line 4: unknown key serail",
+		"dns_ns_addrs.yaml":         `dns.ns[0].addrs: required: "ns2.demo.cdnpilot.test." is inside a served zone`,
+		"cdn_addrs.yaml":            `cdns[0].addrs[1]: "192.0.2.300" is not an IPv4 or IPv6 address`,
+		"dns_sample.yaml":           "dns.decision_log_sample: 2 is not in 0..1",
 	}
 	files, _ := filepath.Glob("testdata/bad/*.yaml")
 	if len(files) != len(want) {
@@ -328,4 +335,39 @@ func FuzzParse(f *testing.F) {
 		}
 		_ = cfg.Validate()
 	})
+}
+
+// TestDNSSection: the good fixture's dns section and CDN addresses reach
+// the catalog and the name servers parsed.
+func TestDNSSection(t *testing.T) {
+	cfg, err := Load("testdata/good/dns.yaml", func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	cat := cfg.Catalog()
+	if got := fmt.Sprint(cat.CDNs[1].Addrs); got != "[192.0.2.10 192.0.2.11 2001:db8::10]" {
+		t.Errorf("anycast addrs = %s", got)
+	}
+	if cat.CDNs[0].Addrs != nil {
+		t.Errorf("akamai addrs = %v, want none", cat.CDNs[0].Addrs)
+	}
+	if got := fmt.Sprint(cfg.DNS.NS[1].NSAddrs()); got != "[198.51.100.53 2001:db8::53]" {
+		t.Errorf("ns[1] addrs = %s", got)
+	}
+	if cfg.DNS.TTL.D() != time.Minute || cfg.DNS.SOA.Minimum.D() != time.Minute || cfg.DNS.RateLimit.ResponsesPerSecond != 200 {
+		t.Errorf("dns = %+v", cfg.DNS)
+	}
+	// Without dns_addr the server does not run and needs no zone.
+	cfg = Default()
+	cfg.DNSAddr, cfg.DNS.Zones, cfg.DNS.NS = "", nil, nil
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("no DNS server: %v", err)
+	}
+	cfg.DNSAddr = "127.0.0.1:53"
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "dns.zones: required") || !strings.Contains(err.Error(), "dns.ns: required") {
+		t.Errorf("a DNS server without zones: %v", err)
+	}
 }
