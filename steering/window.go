@@ -154,10 +154,10 @@ type window struct {
 
 	last  time.Time // newest sample
 	dirty bool      // samples since the cached figures were computed
-	// Cached figures. Under forward decay ratios, means and quantiles
-	// change only with new samples; only the counts decay, and those are
-	// read fresh.
-	stats, fstats Stats
+	// fstats are the fast figures as of the last refresh. Under forward
+	// decay ratios, means and quantiles change only with new samples;
+	// only the counts decay, and those are read fresh.
+	fstats Stats
 }
 
 // winHot is what rank reads of a window every tick, copied out by refresh
@@ -236,10 +236,10 @@ func (win *window) refresh(w Weights) {
 	if !win.dirty {
 		return
 	}
-	win.stats = win.computeStats()
+	stats := win.computeStats()
 	h := win.hot
-	h.score, h.xscore = scores(win.stats, w)
-	f := roundFigures(win.stats.Figures)
+	h.score, h.xscore = scores(stats, w)
+	f := roundFigures(stats.Figures)
 	h.fig = &f
 	win.fstats = Stats{Figures: win.fast.figures()}
 	h.fastFail = win.fstats.FailureRate
