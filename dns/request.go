@@ -140,7 +140,11 @@ func (q *Request) write(w mdns.ResponseWriter, m *mdns.Msg, scope uint8) error {
 	q.written, q.rcode = true, m.Rcode
 	// Pack once; only a reply that does not fit is truncated and packed
 	// again (miekg's Truncate would measure every reply first).
-	b, err := m.PackBuffer(q.buf[:cap(q.buf)])
+	b, ok := packReply(q.buf, m)
+	var err error
+	if !ok {
+		b, err = m.PackBuffer(q.buf[:cap(q.buf)])
+	}
 	if err == nil && len(b) > q.Size {
 		m.Truncate(q.Size)
 		b, err = m.PackBuffer(q.buf[:cap(q.buf)])
