@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cdnpilot/cdnpilot/beacons/record"
+	"github.com/cdnpilot/cdnpilot/internal/clientip"
 	"github.com/cdnpilot/cdnpilot/internal/geo"
 )
 
@@ -320,7 +321,7 @@ func (h *Handler) preflight(w http.ResponseWriter, r *http.Request, methods stri
 
 // admit finds the client and applies the rate limit.
 func (h *Handler) admit(w http.ResponseWriter, r *http.Request) (netip.Addr, bool) {
-	client := clientAddr(r, h.o.TrustedProxies)
+	client := clientip.From(r, h.o.TrustedProxies)
 	if ok, wait := h.limit.allow(client, h.now()); !ok {
 		secs := int(wait/time.Second) + 1
 		h.fail(w, http.StatusTooManyRequests, reasonRateLimited,
