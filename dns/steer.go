@@ -255,7 +255,7 @@ func (h *steer) targetFor(d *steering.Decision) *target {
 // less a random share so caches that filled together expire apart.
 func (h *steer) steeredTTL(d *steering.Decision) uint32 {
 	ttl := h.ttl
-	if incident(d) {
+	if d.Incident() {
 		ttl = h.incidentTTL
 	}
 	return h.jittered(ttl)
@@ -266,27 +266,6 @@ func (h *steer) jittered(ttl uint32) uint32 {
 		ttl -= uint32(float64(ttl) * h.jitter * rand.Float64())
 	}
 	return max(ttl, 1)
-}
-
-// incident reports whether a decision was made while something is wrong
-// or moving: stale inputs, fail-open, a failover or restore this round, a
-// CDN of the ranking down or evacuated, or no ranking at all (the static
-// fallback). Resolvers then come back sooner for the next change.
-func incident(d *steering.Decision) bool {
-	switch {
-	case d.Stale, d.Ranking == nil:
-		return true
-	case d.Rule == steering.RuleFailOpen, d.Rule == steering.RuleStaleFreeze, d.Rule == steering.RuleStaleStatic:
-		return true
-	case d.Ranking.Fired&(steering.FiredFailover|steering.FiredRestore) != 0:
-		return true
-	}
-	for i := range d.Ranking.Choices {
-		if h := d.Ranking.Choices[i].Health; h == steering.HealthDown || h == steering.HealthEvacuated {
-			return true
-		}
-	}
-	return false
 }
 
 // answer is a steered name's answer. A name that owns a CNAME answers it

@@ -175,6 +175,28 @@ type Decision struct {
 	Stale bool
 }
 
+// Incident reports whether a decision was made while something is wrong
+// or moving: stale inputs, fail-open, a failover or restore this round, a
+// CDN of the ranking down or evacuated, or no ranking at all. Steering
+// protocols then ask clients back sooner (a shorter DNS or content
+// steering TTL) so they see the next change.
+func (d *Decision) Incident() bool {
+	switch {
+	case d.Stale, d.Ranking == nil:
+		return true
+	case d.Rule == RuleFailOpen, d.Rule == RuleStaleFreeze, d.Rule == RuleStaleStatic:
+		return true
+	case d.Ranking.Fired&(FiredFailover|FiredRestore) != 0:
+		return true
+	}
+	for i := range d.Ranking.Choices {
+		if h := d.Ranking.Choices[i].Health; h == HealthDown || h == HealthEvacuated {
+			return true
+		}
+	}
+	return false
+}
+
 // ErrUnknownService is returned for a service not in the catalog.
 var ErrUnknownService = errors.New("unknown service")
 

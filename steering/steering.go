@@ -15,9 +15,11 @@ import (
 // CDN is one delivery network a service can be steered to.
 type CDN struct {
 	Name string // the pathway / service-location id players report as `cdn`
-	// Host is where a steered client is sent (DNS CNAME target, 302 host,
-	// content steering pathway host).
+	// Host is where a steered client is sent by DNS (the CNAME target).
 	Host string
+	// BaseURL is where the HTTP redirector and content steering send a
+	// player: scheme, host and path prefix (https://<Host> by default).
+	BaseURL string
 	// PricePerGB and CommitGBPerMonth tilt the choice between CDNs whose QoE
 	// is within Policy.Cost.Margin: traffic under its commit is already paid.
 	PricePerGB       float64
