@@ -57,10 +57,12 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
   CMCD ingest      POST|GET %s/v1/cmcd?service=vod
   rankings         %s/api/v1/rankings?service=vod&region=eu-west
   steering DNS     %s
+  HTTP redirect    %s/r/vod/path/to/master.m3u8  (302 to the chosen CDN)
+  content steering %s/steer/vod  (HLS and DASH steering manifest)
   metrics          %s/metrics
   health           %s/healthz  %s/readyz
 
 Press Ctrl-C to stop; accepted beacons are flushed before exit.
-`, cfg.Demo.Viewers, broker, store, base, base, base, dnsLine, base, base, base)
+`, cfg.Demo.Viewers, broker, store, base, base, base, dnsLine, base, base, base, base, base)
 	return a.Run(ctx)
 }

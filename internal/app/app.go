@@ -23,6 +23,7 @@ import (
 	"github.com/cdnpilot/cdnpilot/analytics"
 	"github.com/cdnpilot/cdnpilot/analytics/consume"
 	"github.com/cdnpilot/cdnpilot/beacons"
+	"github.com/cdnpilot/cdnpilot/beacons/sdk"
 	"github.com/cdnpilot/cdnpilot/dns"
 	"github.com/cdnpilot/cdnpilot/internal/config"
 	"github.com/cdnpilot/cdnpilot/internal/fleet"
@@ -33,6 +34,7 @@ import (
 	"github.com/cdnpilot/cdnpilot/internal/sim"
 	"github.com/cdnpilot/cdnpilot/internal/simloop"
 	"github.com/cdnpilot/cdnpilot/steering"
+	"github.com/cdnpilot/cdnpilot/steering/redirect"
 	"github.com/cdnpilot/cdnpilot/ui"
 )
 
@@ -45,8 +47,8 @@ type Roles struct {
 	// to the rankings topic, plus active health probes.
 	Score bool
 	// Steer keeps a steering node's Table from the rankings topic and
-	// serves the read-only rankings API and, when dns_addr is set, the
-	// steering DNS server (later: HTTP, content steering).
+	// serves the read-only rankings API, the HTTP redirector and content
+	// steering server and, when dns_addr is set, the steering DNS server.
 	Steer bool
 	// Players runs the simulator's steady world in real time: viewers
 	// ask this process's Table for a CDN and post beacons to its ingest.
@@ -182,6 +184,8 @@ func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) 
 			Logger: log, Registerer: a.reg,
 		})
 		h.Register(a.mux)
+		// The player plugin posts to this ingest, so it is served here.
+		sdk.Register(a.mux)
 	}
 
 	if roles.Score {
@@ -308,9 +312,6 @@ func (a *App) buildSteer(cfg config.Config, log *slog.Logger) error {
 		Brokers: a.brokers, Topic: cfg.Kafka.RankingsTopic, ClientID: cfg.Kafka.ClientID, Logger: log, Registerer: a.reg,
 	})
 	a.mux.Handle("/api/v1/", ui.NewAPI(ui.Options{Rankings: a.table, Services: services, Logger: log}))
-	if cfg.DNSAddr == "" {
-		return nil
-	}
 	loc, _, err := buildGeo(cfg.Geo)
 	if err != nil {
 		return err
@@ -333,10 +334,51 @@ func (a *App) buildSteer(cfg config.Config, log *slog.Logger) error {
 	if a.declog, err = analytics.NewDecisionLog(sink, analytics.DecisionLogOptions{Logger: log.With("component", "decision-log"), Registerer: a.reg}); err != nil {
 		return err
 	}
+	ro, err := RedirectOptions(cfg, a.table, loc, a.declog, a.reg, log)
+	if err != nil {
+		return err
+	}
+	rs, err := redirect.New(ro)
+	if err != nil {
+		return err
+	}
+	rs.Register(a.mux)
+	if cfg.DNSAddr == "" {
+		return nil
+	}
 	if a.dns, err = dns.New(DNSOptions(cfg, a.table, loc, a.declog, a.reg, log)); err != nil {
 		return err
 	}
 	return a.dns.Listen(cfg.DNSAddr)
+}
+
+// RedirectOptions maps the config onto the HTTP redirector's and content
+// steering server's options, with a signer for each CDN that wants one.
+func RedirectOptions(cfg config.Config, d redirect.Decider, loc geo.Lookuper, decisions redirect.DecisionLogger, reg prometheus.Registerer, log *slog.Logger) (redirect.Options, error) {
+	h := cfg.HTTPSteering
+	trusted, _ := cfg.Ingest.TrustedPrefixes() // validated with the config
+	o := redirect.Options{
+		Catalog: cfg.Catalog(), Decider: d, Geo: loc,
+		TTL: h.TTL.D(), IncidentTTL: h.IncidentTTL.D(), MaxTTL: h.MaxTTL.D(), TTLJitter: h.TTLJitter,
+		ShedAboveRPS: h.ShedAboveRPS, DemoteFactor: h.DemoteFactor, DemoteFor: h.DemoteFor.D(),
+		ViewCookie: h.ViewCookie, TrustedProxies: trusted,
+		DecisionLog: decisions, LogSample: h.DecisionLogSample,
+		Logger: log, Registerer: reg,
+	}
+	for _, c := range cfg.CDNs {
+		if c.Signing.Scheme == "" {
+			continue
+		}
+		sg, err := redirect.NewAkamai2(c.Signing.Key, c.Signing.Param, c.Signing.Expiry.D(), c.Signing.ACL)
+		if err != nil {
+			return o, fmt.Errorf("cdn %q signing: %w", c.Name, err)
+		}
+		if o.Signers == nil {
+			o.Signers = map[string]redirect.Signer{}
+		}
+		o.Signers[c.Name] = sg
+	}
+	return o, nil
 }
 
 // DNSOptions maps the config onto the DNS server's options.
@@ -370,8 +412,8 @@ type DecisionStore interface {
 	Decisions(ctx context.Context, q analytics.DecisionQuery) ([]steering.DecisionRecord, error)
 }
 
-// Decisions is where the decision log is kept, nil unless the steering
-// DNS server runs.
+// Decisions is where the decision log is kept (DNS, 302 and content
+// steering answers), nil unless the steer role runs.
 func (a *App) Decisions() DecisionStore { return a.decisions }
 
 // DNSAddr is the steering DNS server's bound address (UDP and TCP), ""
@@ -436,8 +478,11 @@ func (a *App) Run(ctx context.Context) error {
 		g.Go(func() error { return a.subscriber.Run(gctx) })
 	}
 	if a.dns != nil {
-		srv, dl := a.dns, a.declog
+		srv := a.dns
 		g.Go(func() error { return srv.Run(gctx) })
+	}
+	if a.declog != nil {
+		dl := a.declog
 		g.Go(func() error { return dl.Run(gctx) })
 	}
 	if a.players != nil {

@@ -6,6 +6,7 @@ package config
 import (
 	"bytes"
 	_ "embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -48,8 +49,10 @@ type Config struct {
 	Services []Service `yaml:"services"`
 	Steering Steering  `yaml:"steering"`
 	DNS      DNS       `yaml:"dns"`
-	Geo      Geo       `yaml:"geo"`
-	Demo     Demo      `yaml:"demo"`
+	// HTTPSteering is the redirector and content steering server.
+	HTTPSteering HTTPSteering `yaml:"http_steering"`
+	Geo          Geo          `yaml:"geo"`
+	Demo         Demo         `yaml:"demo"`
 }
 
 // Kafka selects the brokers. No brokers means the embedded in-process broker.
@@ -138,6 +141,49 @@ type CDN struct {
 	// Addrs, when set, are the IPv4/IPv6 addresses the DNS server answers
 	// A/AAAA queries with instead of a CNAME to Host.
 	Addrs []string `yaml:"addrs"`
+	// BaseURL is where the HTTP redirector and the content steering
+	// pathways send players: scheme, host and an optional path prefix.
+	// Empty: https://<host>.
+	BaseURL string  `yaml:"base_url"`
+	Signing Signing `yaml:"signing"`
+}
+
+// Signing makes the redirector's URLs carry a CDN's access token: a
+// redirect to an unsigned URL is useless on a protected CDN.
+type Signing struct {
+	// Scheme is "" (no token) or "akamai2" (Akamai Auth Token 2.0, an
+	// HMAC-SHA256 query token with expiry and ACL).
+	Scheme string `yaml:"scheme"`
+	// KeyEnv names the environment variable that holds the key (hex):
+	// secrets never live in the file.
+	KeyEnv string `yaml:"key_env"`
+	// Key is read from KeyEnv by ApplyEnv.
+	Key    string   `yaml:"-"`
+	Param  string   `yaml:"param"`  // query parameter of the token (default __token__)
+	Expiry Duration `yaml:"expiry"` // how long a token is valid (default 1h)
+	// ACL is the path pattern the token grants (default "dir": the
+	// redirect's directory and everything under it, so the segments next to
+	// a manifest are covered; else a literal pattern like /vod/*).
+	ACL string `yaml:"acl"`
+}
+
+// HTTPSteering configures the HTTP redirector (/r/...) and the content
+// steering server (/steer/...) that the steer role and the demo serve.
+type HTTPSteering struct {
+	TTL         Duration `yaml:"ttl"`          // content steering TTL
+	IncidentTTL Duration `yaml:"incident_ttl"` // ...while the ranking shows trouble or the view was demoted
+	TTLJitter   float64  `yaml:"ttl_jitter"`   // share taken off each TTL at random, 0..0.5
+	// MaxTTL and ShedAboveRPS shed load the only way players accept: above
+	// this many steering requests per second on this node, TTLs grow in
+	// proportion, up to MaxTTL (never a 429, which stops hls.js steering).
+	MaxTTL       Duration `yaml:"max_ttl"`
+	ShedAboveRPS float64  `yaml:"shed_above_rps"`
+	// A pathway the player reports below DemoteFactor times the ladder's
+	// lowest bitrate is moved last for that view for DemoteFor.
+	DemoteFactor      float64  `yaml:"demote_factor"`
+	DemoteFor         Duration `yaml:"demote_for"`
+	ViewCookie        string   `yaml:"view_cookie"`         // the redirector's sticky view cookie
+	DecisionLogSample float64  `yaml:"decision_log_sample"` // share of answers written to the decision log, 0..1
 }
 
 // Service is one steered stream family with its CDNs in static fallback
@@ -315,7 +361,7 @@ func (c Config) Catalog() steering.Catalog {
 	}
 	for _, d := range c.CDNs {
 		cat.CDNs = append(cat.CDNs, steering.CDN{
-			Name: d.Name, Host: d.Host,
+			Name: d.Name, Host: d.Host, BaseURL: d.BaseURLOrDefault(),
 			PricePerGB: d.PricePerGB, CommitGBPerMonth: d.CommitGBPerMonth, MaxShare: d.MaxShare,
 			Addrs: parseAddrs(d.Addrs),
 		})
@@ -324,6 +370,14 @@ func (c Config) Catalog() steering.Catalog {
 		cat.Services = append(cat.Services, steering.Service{Name: s.Name, CDNs: slices.Clone(s.CDNs)})
 	}
 	return cat
+}
+
+// BaseURLOrDefault is base_url, or https://<host> when it is empty.
+func (d CDN) BaseURLOrDefault() string {
+	if d.BaseURL != "" {
+		return d.BaseURL
+	}
+	return "https://" + d.Host
 }
 
 // parseAddrs parses validated addresses; nil when there are none.
@@ -429,7 +483,13 @@ func Default() Config {
 		// the example file spells them out, and a test holds them equal.
 		Steering: steeringOf(steering.DefaultPolicy()),
 		DNS:      defaultDNS(),
-		Demo:     Demo{Viewers: 300, Seed: 1},
+		HTTPSteering: HTTPSteering{
+			TTL: Duration(20 * time.Second), IncidentTTL: Duration(10 * time.Second), TTLJitter: 0.1,
+			MaxTTL: Duration(300 * time.Second), ShedAboveRPS: 0,
+			DemoteFactor: 1.2, DemoteFor: Duration(2 * time.Minute),
+			ViewCookie: "cdnpilot_view", DecisionLogSample: 1,
+		},
+		Demo: Demo{Viewers: 300, Seed: 1},
 	}
 }
 
@@ -544,6 +604,11 @@ func (c *Config) ApplyEnv(env func(string) string) error {
 	set("CDNPILOT_LOG_LEVEL", &c.LogLevel)
 	if v := env("CDNPILOT_KAFKA_BROKERS"); v != "" {
 		c.Kafka.Brokers = SplitList(v)
+	}
+	for i := range c.CDNs {
+		if s := &c.CDNs[i].Signing; s.KeyEnv != "" {
+			s.Key = env(s.KeyEnv)
+		}
 	}
 	return nil
 }
@@ -688,6 +753,7 @@ func (c Config) Validate() error {
 	errs = append(errs, c.validateCatalog()...)
 	errs = append(errs, c.validateSteering()...)
 	errs = append(errs, c.validateDNS()...)
+	errs = append(errs, c.validateHTTPSteering()...)
 
 	for country, region := range c.Geo.Regions {
 		if len(country) != 2 || strings.ToUpper(country) != country {
@@ -741,6 +807,12 @@ func (c Config) validateCatalog() []error {
 			bad(key+".max_share", "%v is not in 0..1 (0: no cap)", d.MaxShare)
 		}
 		errs = append(errs, checkAddrs(key+".addrs", d.Addrs)...)
+		if d.BaseURL != "" {
+			if err := checkBaseURL(d.BaseURL); err != nil {
+				bad(key+".base_url", "%v", err)
+			}
+		}
+		errs = append(errs, d.Signing.validate(key+".signing")...)
 	}
 
 	if len(c.Services) == 0 {
@@ -917,6 +989,110 @@ func (c Config) validateDNS() []error {
 		bad("decision_log_sample", "%v is not in 0..1", d.DecisionLogSample)
 	}
 	return errs
+}
+
+// validateHTTPSteering checks the http_steering section.
+func (c Config) validateHTTPSteering() []error {
+	h := c.HTTPSteering
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("http_steering.%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	checkTTL := func(key string, v Duration) {
+		if v.D() < time.Second || v.D() > time.Hour || v.D()%time.Second != 0 {
+			bad(key, "%s is not whole seconds in 1s..1h", v)
+		}
+	}
+	checkTTL("ttl", h.TTL)
+	checkTTL("incident_ttl", h.IncidentTTL)
+	checkTTL("max_ttl", h.MaxTTL)
+	if h.IncidentTTL > h.TTL {
+		bad("incident_ttl", "%s is longer than http_steering.ttl (%s)", h.IncidentTTL, h.TTL)
+	}
+	if h.MaxTTL < h.TTL {
+		bad("max_ttl", "%s is shorter than http_steering.ttl (%s)", h.MaxTTL, h.TTL)
+	}
+	if !finite(h.TTLJitter) || h.TTLJitter < 0 || h.TTLJitter > 0.5 {
+		bad("ttl_jitter", "%v is not in 0..0.5", h.TTLJitter)
+	}
+	if !finite(h.ShedAboveRPS) || h.ShedAboveRPS < 0 {
+		bad("shed_above_rps", "%v is not a number ≥ 0 (0: never shed)", h.ShedAboveRPS)
+	}
+	if !finite(h.DemoteFactor) || h.DemoteFactor < 0 || h.DemoteFactor > 10 {
+		bad("demote_factor", "%v is not in 0..10 (0: never demote)", h.DemoteFactor)
+	}
+	if h.DemoteFor.D() < time.Second || h.DemoteFor.D() > time.Hour {
+		bad("demote_for", "%s is not in 1s..1h", h.DemoteFor)
+	}
+	if !cookieNameRE.MatchString(h.ViewCookie) {
+		bad("view_cookie", "%q is not a cookie name (letters, digits, - and _, at most 64)", h.ViewCookie)
+	}
+	if !finite(h.DecisionLogSample) || h.DecisionLogSample < 0 || h.DecisionLogSample > 1 {
+		bad("decision_log_sample", "%v is not in 0..1", h.DecisionLogSample)
+	}
+	return errs
+}
+
+var cookieNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// validate checks a CDN's signing section; key is its config path.
+func (s Signing) validate(key string) []error {
+	var errs []error
+	bad := func(k, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s.%s: %s", key, k, fmt.Sprintf(format, args...)))
+	}
+	switch s.Scheme {
+	case "":
+		if s.KeyEnv != "" || s.Param != "" || s.Expiry != 0 || s.ACL != "" {
+			bad("scheme", "required when any other signing key is set (akamai2)")
+		}
+		return errs
+	case "akamai2":
+	default:
+		bad("scheme", "%q is not akamai2 (or empty for no signing)", s.Scheme)
+		return errs
+	}
+	switch {
+	case !envNameRE.MatchString(s.KeyEnv):
+		bad("key_env", "%q is not an environment variable name (A-Z, 0-9 and _)", s.KeyEnv)
+	case s.Key == "":
+		bad("key_env", "the environment variable %s is not set: it holds the signing key", s.KeyEnv)
+	default:
+		if b, err := hex.DecodeString(s.Key); err != nil || len(b) < 16 || len(b) > 64 {
+			bad("key_env", "the key in %s is not 16 to 64 bytes of hex", s.KeyEnv)
+		}
+	}
+	if s.Param != "" && !cookieNameRE.MatchString(s.Param) {
+		bad("param", "%q is not a query parameter name (letters, digits, - and _)", s.Param)
+	}
+	if s.Expiry != 0 && (s.Expiry.D() < time.Second || s.Expiry.D() > 7*24*time.Hour) {
+		bad("expiry", "%s is not in 1s..168h", s.Expiry)
+	}
+	if s.ACL != "" && s.ACL != "dir" && !strings.HasPrefix(s.ACL, "/") {
+		bad("acl", "%q is neither dir nor a path pattern starting with /", s.ACL)
+	}
+	return errs
+}
+
+var envNameRE = regexp.MustCompile(`^[A-Z_][A-Z0-9_]{0,127}$`)
+
+// checkBaseURL wants an absolute http(s) URL with a host and no query or
+// fragment: the redirector appends the request's path and query to it.
+func checkBaseURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a URL", s)
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("%q is not an absolute http(s) URL", s)
+	case u.RawQuery != "" || u.Fragment != "" || u.User != nil:
+		return fmt.Errorf("%q has a query, fragment or user info: only scheme, host and path prefix are allowed", s)
+	}
+	if err := checkHost(u.Host); err != nil {
+		return fmt.Errorf("%q: %w", s, err)
+	}
+	return nil
 }
 
 func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }

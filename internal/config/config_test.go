@@ -61,9 +61,9 @@ func TestCatalog(t *testing.T) {
 	}
 	want := steering.Catalog{
 		CDNs: []steering.CDN{
-			{Name: "cdn-a", Host: "cdn-a.demo.cdnpilot.test", PricePerGB: 0.004, CommitGBPerMonth: 50000},
-			{Name: "cdn-b", Host: "cdn-b.demo.cdnpilot.test", PricePerGB: 0.006},
-			{Name: "cdn-c", Host: "cdn-c.demo.cdnpilot.test", PricePerGB: 0.003},
+			{Name: "cdn-a", Host: "cdn-a.demo.cdnpilot.test", BaseURL: "https://cdn-a.demo.cdnpilot.test", PricePerGB: 0.004, CommitGBPerMonth: 50000},
+			{Name: "cdn-b", Host: "cdn-b.demo.cdnpilot.test", BaseURL: "https://cdn-b.demo.cdnpilot.test", PricePerGB: 0.006},
+			{Name: "cdn-c", Host: "cdn-c.demo.cdnpilot.test", BaseURL: "https://cdn-c.demo.cdnpilot.test", PricePerGB: 0.003},
 		},
 		Services: []steering.Service{
 			{Name: "vod", CDNs: []string{"cdn-a", "cdn-b", "cdn-c"}},
@@ -132,7 +132,9 @@ func TestGoodFixtures(t *testing.T) {
 	}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			cfg, err := Load(f, func(string) string { return "" })
+			// Signing keys come from the environment.
+			env := map[string]string{"CDN_A_TOKEN_KEY": "000102030405060708090a0b0c0d0e0f"}
+			cfg, err := Load(f, func(k string) string { return env[k] })
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -176,6 +178,13 @@ func TestBadFixtures(t *testing.T) {
 		"dns_ns_addrs.yaml":         `dns.ns[0].addrs: required: "ns2.demo.cdnpilot.test." is inside a served zone`,
 		"cdn_addrs.yaml":            `cdns[0].addrs[1]: "192.0.2.300" is not an IPv4 or IPv6 address`,
 		"dns_sample.yaml":           "dns.decision_log_sample: 2 is not in 0..1",
+		"base_url.yaml":             `cdns[0].base_url: "https://a.example.net/media?x=1" has a query`,
+		"signing_scheme.yaml":       `cdns[0].signing.scheme: "cloudfront" is not akamai2`,
+		"signing_key_unset.yaml":    "cdns[0].signing.key_env: the environment variable CDN_A_TOKEN_KEY is not set",
+		"signing_orphan.yaml":       "cdns[0].signing.scheme: required when any other signing key is set",
+		"http_incident_ttl.yaml":    "http_steering.incident_ttl: 30s is longer than http_steering.ttl (20s)",
+		"http_unknown_key.yaml":     "unknown key shed_rps",
+		"http_view_cookie.yaml":     `http_steering.view_cookie: "my view" is not a cookie name`,
 	}
 	files, _ := filepath.Glob("testdata/bad/*.yaml")
 	if len(files) != len(want) {

@@ -1,0 +1,326 @@
+// Package redirect is the HTTP side of steering: a 302 redirector
+// (GET /r/{service}/{path...}) and an HLS/DASH Content Steering server
+// (GET /steer/{service}). Both are plain net/http handlers that ask the
+// same decision interface as the DNS server, keep no per-view state on
+// the server (the view's state rides in the steering manifest's
+// RELOAD-URI), and never answer a player with 410 or 429.
+package redirect
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cdnpilot/cdnpilot/internal/clientip"
+	"github.com/cdnpilot/cdnpilot/internal/geo"
+	"github.com/cdnpilot/cdnpilot/steering"
+)
+
+// Decider picks a CDN for a view; *steering.Table is the one in use.
+type Decider interface {
+	Decide(q steering.Query) (steering.Decision, error)
+}
+
+var _ Decider = (*steering.Table)(nil)
+
+// Locator places a client address.
+type Locator interface {
+	Lookup(addr netip.Addr) (geo.Location, bool)
+}
+
+// DecisionLogger keeps sampled decisions; it must not block
+// (*analytics.DecisionLog drops when its buffer is full).
+type DecisionLogger interface {
+	LogDecision(steering.DecisionRecord)
+}
+
+// Options configure New. Zero durations and factors take the defaults of
+// the http_steering config section.
+type Options struct {
+	Catalog steering.Catalog
+	Decider Decider
+	Geo     Locator
+	// Signers sign the redirector's Location for the CDNs that need a
+	// token, by CDN name.
+	Signers map[string]Signer
+
+	TTL, IncidentTTL, MaxTTL time.Duration
+	TTLJitter                float64
+	// ShedAboveRPS: above this many steering requests per second on this
+	// node, TTLs grow in proportion up to MaxTTL. 0 never sheds.
+	ShedAboveRPS float64
+	// DemoteFactor: a pathway reported below this times the ladder's
+	// lowest bitrate is demoted for the view for DemoteFor. 0 never.
+	DemoteFactor float64
+	DemoteFor    time.Duration
+
+	ViewCookie     string         // sticky view cookie of the redirector
+	TrustedProxies []netip.Prefix // whose X-Forwarded-For is believed
+
+	DecisionLog DecisionLogger
+	LogSample   float64 // share of answers logged, 0..1
+
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	Now        func() time.Time
+}
+
+// Server answers both endpoints.
+type Server struct {
+	o        Options
+	log      *slog.Logger
+	m        *metrics
+	services map[string]*service
+	bases    map[string]string // CDN name -> base URL without a trailing slash
+	signers  map[string]Signer
+	shed     shedMeter
+	now      func() time.Time
+	newView  func() string // a fresh view id; tests make it predictable
+}
+
+// service is one steered service as the handlers need it.
+type service struct {
+	name     string
+	pathways map[string]bool // its CDNs: the pathway ids of its manifests
+	static   []string        // CDNs in static order
+}
+
+// New checks the options and builds the server.
+func New(o Options) (*Server, error) {
+	if err := o.Catalog.Validate(); err != nil {
+		return nil, fmt.Errorf("http steering: catalog: %w", err)
+	}
+	if o.Decider == nil || o.Geo == nil {
+		return nil, errors.New("http steering: a decider and a geo lookup are required")
+	}
+	if o.TTL == 0 {
+		o.TTL = 20 * time.Second
+	}
+	if o.IncidentTTL == 0 {
+		o.IncidentTTL = min(10*time.Second, o.TTL)
+	}
+	if o.MaxTTL == 0 {
+		o.MaxTTL = max(300*time.Second, o.TTL)
+	}
+	if o.DemoteFor == 0 {
+		o.DemoteFor = 2 * time.Minute
+	}
+	if o.ViewCookie == "" {
+		o.ViewCookie = "cdnpilot_view"
+	}
+	switch {
+	case o.TTL < time.Second || o.IncidentTTL < time.Second || o.IncidentTTL > o.TTL || o.MaxTTL < o.TTL:
+		return nil, fmt.Errorf("http steering: TTLs %s, incident %s, max %s: want 1s <= incident <= ttl <= max", o.TTL, o.IncidentTTL, o.MaxTTL)
+	case o.TTLJitter < 0 || o.TTLJitter > 0.5:
+		return nil, fmt.Errorf("http steering: ttl jitter %v is not in 0..0.5", o.TTLJitter)
+	case o.ShedAboveRPS < 0, o.DemoteFactor < 0, o.LogSample < 0 || o.LogSample > 1:
+		return nil, errors.New("http steering: shed rate, demote factor and log sample must not be negative (sample at most 1)")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Registerer == nil {
+		o.Registerer = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(o.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		o: o, log: o.Logger.With("component", "http-steering"), m: m, now: o.Now,
+		services: map[string]*service{}, bases: map[string]string{}, signers: o.Signers,
+		newView: newViewID,
+	}
+	for _, c := range o.Catalog.CDNs {
+		base := c.BaseURL
+		if base == "" {
+			base = "https://" + c.Host
+		}
+		u, err := url.Parse(base)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
+			return nil, fmt.Errorf("http steering: cdn %q: base URL %q is not an absolute http(s) URL without a query", c.Name, base)
+		}
+		s.bases[c.Name] = strings.TrimSuffix(base, "/")
+	}
+	for name := range o.Signers {
+		if _, ok := s.bases[name]; !ok {
+			return nil, fmt.Errorf("http steering: signer for %q, which is not in the catalog", name)
+		}
+	}
+	for _, sv := range o.Catalog.Services {
+		p := map[string]bool{}
+		for _, c := range sv.CDNs {
+			p[c] = true
+		}
+		s.services[sv.Name] = &service{name: sv.Name, pathways: p, static: sv.CDNs}
+	}
+	return s, nil
+}
+
+// Register mounts the endpoints on mux.
+func (s *Server) Register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /r/{service}/{path...}", s.serveRedirect)
+	mux.HandleFunc("OPTIONS /r/{service}/{path...}", preflight)
+	mux.HandleFunc("GET /steer/{service}", s.serveSteering)
+	mux.HandleFunc("OPTIONS /steer/{service}", preflight)
+}
+
+// corsHeaders let players on any origin read the answers. No credentials
+// are involved, so "*" is allowed and honest. CMCD in header mode sends
+// four custom headers, which need a preflight's blessing.
+func corsHeaders(h http.Header) {
+	h["Access-Control-Allow-Origin"] = star
+	h["Access-Control-Expose-Headers"] = exposed
+}
+
+var (
+	star         = []string{"*"}
+	exposed      = []string{"Location"}
+	allowHeaders = []string{"CMCD-Request, CMCD-Object, CMCD-Session, CMCD-Status, Content-Type"}
+	allowMethods = []string{"GET, HEAD, OPTIONS"}
+	noStore      = []string{"no-store"}
+	maxAge       = []string{"86400"}
+)
+
+func preflight(w http.ResponseWriter, _ *http.Request) {
+	h := w.Header()
+	corsHeaders(h)
+	h["Access-Control-Allow-Methods"] = allowMethods
+	h["Access-Control-Allow-Headers"] = allowHeaders
+	h["Access-Control-Max-Age"] = maxAge
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// place is the client's address and steering location.
+func (s *Server) place(r *http.Request) (netip.Addr, geo.Location) {
+	addr := clientip.From(r, s.o.TrustedProxies)
+	loc, _ := s.o.Geo.Lookup(addr)
+	return addr, loc
+}
+
+// logDecision samples one answer into the decision log.
+func (s *Server) logDecision(protocol, svc string, client netip.Addr, loc geo.Location, d *steering.Decision, cdn string, result string, start time.Time) {
+	if s.o.DecisionLog == nil || s.o.LogSample == 0 || (s.o.LogSample < 1 && rand.Float64() >= s.o.LogSample) {
+		return
+	}
+	rec := steering.DecisionRecord{
+		At: start, Protocol: protocol, Service: svc, Client: client,
+		Location: steering.Location{Region: loc.Region, Country: loc.Country, ASN: loc.ASN},
+		CDN:      cdn, Rule: d.Rule, Stale: d.Stale, Version: d.Version, Result: result,
+		Latency: s.now().Sub(start),
+	}
+	if d.Ranking != nil {
+		rec.Scope = d.Ranking.Scope
+	}
+	s.o.DecisionLog.LogDecision(rec)
+}
+
+// shedMeter counts steering requests per second, so a node under more
+// load than it is sized for can stretch TTLs (the only load shedding
+// players accept: hls.js stops steering for the view after one 429).
+type shedMeter struct {
+	sec  atomic.Int64 // unix second being counted
+	cur  atomic.Int64 // requests in it
+	last atomic.Int64 // requests in the second before
+}
+
+// rate counts one request and returns the last whole second's rate.
+func (m *shedMeter) rate(now time.Time) float64 {
+	sec := now.Unix()
+	if old := m.sec.Load(); old != sec && m.sec.CompareAndSwap(old, sec) {
+		n := m.cur.Swap(0)
+		if sec-old > 1 {
+			n = 0 // an idle second in between
+		}
+		m.last.Store(n)
+	}
+	m.cur.Add(1)
+	return float64(m.last.Load())
+}
+
+// viewIDOK is the beacon schema's view id rule, so the id a redirect or
+// steering answer hands out is one the player can report.
+func viewIDOK(v string) bool {
+	if v == "" || len(v) > 64 {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-_.:=+/", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// newViewID is 128 random bits in hex.
+func newViewID() string {
+	var b [32]byte
+	const hexd = "0123456789abcdef"
+	x, y := rand.Uint64(), rand.Uint64()
+	for i := range 16 {
+		b[i] = hexd[x>>(60-4*i)&0xf]
+		b[16+i] = hexd[y>>(60-4*i)&0xf]
+	}
+	return string(b[:])
+}
+
+// cmcdSID is the CMCD session id of a request: the `sid` key of the
+// CMCD-Session header or of the CMCD query argument (dict, unescaped).
+// Only the quoted string form is taken; anything else is not an id we
+// can trust to be one.
+func cmcdSID(r *http.Request, dict string) string {
+	if v := r.Header.Get("CMCD-Session"); v != "" {
+		if sid := sidOf(v); sid != "" {
+			return sid
+		}
+	}
+	return sidOf(dict)
+}
+
+// queryParam is the unescaped value of key in a raw query, "" if absent
+// or badly escaped.
+func queryParam(raw, key string) string {
+	for raw != "" {
+		var kv string
+		kv, raw, _ = strings.Cut(raw, "&")
+		if k, v, _ := strings.Cut(kv, "="); k == key {
+			u, err := url.QueryUnescape(v)
+			if err != nil {
+				return ""
+			}
+			return u
+		}
+	}
+	return ""
+}
+
+func sidOf(dict string) string {
+	for len(dict) > 0 {
+		var item string
+		item, dict, _ = strings.Cut(dict, ",")
+		item = strings.TrimSpace(item)
+		if v, ok := strings.CutPrefix(item, "sid="); ok && len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+			if id := v[1 : len(v)-1]; viewIDOK(id) {
+				return id
+			}
+		}
+	}
+	return ""
+}
+
+// poolBuf is a reusable response buffer.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
