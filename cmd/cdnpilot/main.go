@@ -31,6 +31,7 @@ func commands() map[string]command {
 		"simulate":     {"play a scenario through the real steering path in virtual time and compare with baselines", runSimulate},
 		"consume":      {"move beacons from Kafka into the analytics store", runConsume},
 		"migrate":      {"create or upgrade the ClickHouse schema, then exit", runMigrate},
+		"manifest":     {"add content steering (HLS/DASH) and per-CDN pathways to a plain manifest", runManifest},
 		"check-config": {"validate a configuration file, then exit", runCheckConfig},
 		"version":      {"print the version", runVersion},
 	}
