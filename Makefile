@@ -7,7 +7,7 @@ STATICCHECK_VERSION ?= v0.8.2
 FUZZTIME ?= 2m
 BENCHTIME ?= 5x
 
-.PHONY: all test deps check lint fmt bench bench-steering bench-dns fuzz demo build
+.PHONY: all test deps check lint fmt bench bench-steering bench-dns bench-http fuzz demo build
 
 all: check
 
@@ -54,6 +54,16 @@ bench-dns:
 	@.ci/deps bench-dns
 	$(GO) test -run '^$$' -bench DNSPerf -benchtime 1x -timeout 20m -v ./dns/dnsbench/
 	$(GO) test -run '^$$' -bench ServeDNS -benchmem -count 3 ./dns/
+
+## bench-http: wrk over loopback against the 302 redirector and the
+## steering manifest (300 regions, X-Forwarded-For from every region) and,
+## in the same run, a bare net/http handler writing one fixed 302 (the
+## floor); then the handlers alone with -benchmem. Figures go to
+## docs/BENCHMARKS.md. Run it on an idle machine.
+bench-http:
+	@.ci/deps bench-http
+	$(GO) test -run '^$$' -bench HTTPPerf -benchtime 1x -timeout 20m -v ./steering/redirect/httpbench/
+	$(GO) test -run '^$$' -bench . -benchmem ./steering/redirect/
 
 ## fuzz: run every fuzz target for FUZZTIME each (not part of `make test`).
 fuzz:
