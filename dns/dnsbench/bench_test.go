@@ -6,8 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
-	"strconv"
 	"testing"
 	"time"
 
@@ -115,7 +113,7 @@ func BenchmarkDNSPerf(b *testing.B) {
 	if _, err := exec.LookPath("dnsperf"); err != nil {
 		b.Fatal("dnsperf not found: install Debian's dnsperf (`make bench-dns` does)")
 	}
-	secs, rounds := envInt("DNSPERF_SECONDS", 8), envInt("DNSPERF_ROUNDS", 5)
+	secs, rounds := EnvInt("DNSPERF_SECONDS", 8), EnvInt("DNSPERF_ROUNDS", 5)
 	w, err := NewWorld(300, time.Now())
 	if err != nil {
 		b.Fatal(err)
@@ -178,7 +176,7 @@ func BenchmarkDNSPerf(b *testing.B) {
 		b.Logf("round %d: floor %.0f qps (lost %d), steering %.0f qps (lost %d, %s), ratio %.3f",
 			i+1, f.QPS, f.Lost, s.QPS, s.Lost, s.Rcodes, s.QPS/f.QPS)
 	}
-	fq, sq := median(floor), median(steer)
+	fq, sq := Median(floor), Median(steer)
 	half := int(fq / 2)
 	fh := load(floorAddr, half, true)
 	sh := load(srv.Addr(), half, true)
@@ -189,30 +187,10 @@ func BenchmarkDNSPerf(b *testing.B) {
 	b.ReportMetric(float64(sh.P99.Microseconds()), "p99-µs@half")
 	b.ReportMetric(float64(lost+sh.Lost+fh.Lost), "lost")
 	b.Logf("median of %d rounds of %ds: floor %.0f qps, steering %.0f qps: %.1f%% of the floor (goal >= 85%%: %s)",
-		rounds, secs, fq, sq, ratio*100, met(ratio >= 0.85))
+		rounds, secs, fq, sq, ratio*100, Met(ratio >= 0.85))
 	b.Logf("at %d qps (half the floor): steering p50 %v p99 %v max %v, %d of %d lost, %s (goal p99 < 1ms: %s); floor p50 %v p99 %v",
-		half, sh.P50, sh.P99, sh.Max, sh.Lost, sh.Sent, sh.Rcodes, met(sh.P99 < time.Millisecond), fh.P50, fh.P99)
-	b.Logf("queries lost in all runs: %d (goal 0: %s)", lost+sh.Lost+fh.Lost, met(lost+sh.Lost+fh.Lost == 0))
+		half, sh.P50, sh.P99, sh.Max, sh.Lost, sh.Sent, sh.Rcodes, Met(sh.P99 < time.Millisecond), fh.P50, fh.P99)
+	b.Logf("queries lost in all runs: %d (goal 0: %s)", lost+sh.Lost+fh.Lost, Met(lost+sh.Lost+fh.Lost == 0))
 	b.Logf("| %s | %.0f | %.0f | **%.1f %%** | %d | %v | %v | %d |",
 		time.Now().Format("2006-01-02"), fq, sq, ratio*100, half, sh.P99.Round(time.Microsecond), fh.P99.Round(time.Microsecond), lost+sh.Lost+fh.Lost)
-}
-
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	return s[len(s)/2]
-}
-
-func met(ok bool) string {
-	if ok {
-		return "met"
-	}
-	return "NOT MET"
-}
-
-func envInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
-		return v
-	}
-	return def
 }

@@ -3,7 +3,6 @@ package redirect
 import (
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -23,10 +22,8 @@ func (s *Server) serveRedirect(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	corsHeaders(h)
 	h["Cache-Control"] = noStore
-	svc := s.services[r.PathValue("service")]
+	svc := s.service(w, r, "http")
 	if svc == nil {
-		s.m.response("http", "", "", 404).Inc()
-		http.Error(w, "unknown service "+strconv.Quote(r.PathValue("service")), http.StatusNotFound)
 		return
 	}
 	// The escaped path after /r/{service}/, as the client sent it, so

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -178,17 +179,16 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("OPTIONS /steer/{service}", preflight)
 }
 
-// corsHeaders let players on any origin read the answers. No credentials
-// are involved, so "*" is allowed and honest. CMCD in header mode sends
-// four custom headers, which need a preflight's blessing.
+// corsHeaders let players on any origin read the answers (a browser
+// follows a cross-origin 302 only with it too). No credentials are
+// involved, so "*" is allowed and honest. CMCD in header mode sends four
+// custom headers, which need a preflight's blessing.
 func corsHeaders(h http.Header) {
 	h["Access-Control-Allow-Origin"] = star
-	h["Access-Control-Expose-Headers"] = exposed
 }
 
 var (
 	star         = []string{"*"}
-	exposed      = []string{"Location"}
 	allowHeaders = []string{"CMCD-Request, CMCD-Object, CMCD-Session, CMCD-Status, Content-Type"}
 	allowMethods = []string{"GET, HEAD, OPTIONS"}
 	noStore      = []string{"no-store"}
@@ -202,6 +202,17 @@ func preflight(w http.ResponseWriter, _ *http.Request) {
 	h["Access-Control-Allow-Headers"] = allowHeaders
 	h["Access-Control-Max-Age"] = maxAge
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// service is the request's service, or nil after a 404 naming it: a
+// path error, not a query value, so not one players must be spared.
+func (s *Server) service(w http.ResponseWriter, r *http.Request, protocol string) *service {
+	if svc := s.services[r.PathValue("service")]; svc != nil {
+		return svc
+	}
+	s.m.response(protocol, "", "", http.StatusNotFound).Inc()
+	http.Error(w, "unknown service "+strconv.Quote(r.PathValue("service")), http.StatusNotFound)
+	return nil
 }
 
 // place is the client's address and steering location.

@@ -153,10 +153,8 @@ func (s *Server) serveSteering(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	corsHeaders(h)
 	h["Cache-Control"] = noStore
-	svc := s.services[r.PathValue("service")]
+	svc := s.service(w, r, "steer")
 	if svc == nil {
-		s.m.response("steer", "", "", 404).Inc()
-		http.Error(w, "unknown service "+strconv.Quote(r.PathValue("service")), http.StatusNotFound)
 		return
 	}
 	q := parseSteerQuery(r.URL.RawQuery)

@@ -9,11 +9,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cdnpilot/cdnpilot/dns/dnsbench"
 )
 
 // TestWorld: the bench's requests, as the script sends them, get valid
@@ -154,7 +155,7 @@ func BenchmarkHTTPPerf(b *testing.B) {
 	if _, err := exec.LookPath("wrk"); err != nil {
 		b.Fatal("wrk not found: install Debian's wrk (`make bench-http` does)")
 	}
-	secs, rounds := envInt("HTTPPERF_SECONDS", 8), envInt("HTTPPERF_ROUNDS", 5)
+	secs, rounds := dnsbench.EnvInt("HTTPPERF_SECONDS", 8), dnsbench.EnvInt("HTTPPERF_ROUNDS", 5)
 	w, err := NewWorld(300, time.Now())
 	if err != nil {
 		b.Fatal(err)
@@ -220,7 +221,7 @@ func BenchmarkHTTPPerf(b *testing.B) {
 		b.Logf("round %d: floor %.0f rps (failed %d), 302 %.0f rps (failed %d), steer %.0f rps (failed %d); ratios %.3f %.3f",
 			i+1, rs[0].RPS, rs[0].Failures(), rs[1].RPS, rs[1].Failures(), rs[2].RPS, rs[2].Failures(), rs[1].RPS/rs[0].RPS, rs[2].RPS/rs[0].RPS)
 	}
-	fq, rq, sq := median(rps[0]), median(rps[1]), median(rps[2])
+	fq, rq, sq := dnsbench.Median(rps[0]), dnsbench.Median(rps[1]), dnsbench.Median(rps[2])
 	half := fq / 2
 	conns, delayMS := HalfLoad(half)
 	var hs [3]Result
@@ -238,34 +239,14 @@ func BenchmarkHTTPPerf(b *testing.B) {
 	b.ReportMetric(float64(hs[2].P99.Microseconds()), "p99-µs@half-steer")
 	b.ReportMetric(float64(failures), "failures")
 	b.Logf("median of %d rounds of %ds: floor %.0f rps; 302 %.0f rps, %.1f%% of the floor; steering manifest %.0f rps, %.1f%% of the floor (goal >= 80%% each: %s)",
-		rounds, secs, fq, rq, r302*100, sq, rSteer*100, met(r302 >= 0.8 && rSteer >= 0.8))
+		rounds, secs, fq, rq, r302*100, sq, rSteer*100, dnsbench.Met(r302 >= 0.8 && rSteer >= 0.8))
 	b.Logf("at %.0f rps (half the floor; %d connections pausing 0..%d ms): achieved floor %.0f, 302 %.0f, steer %.0f rps",
 		half, conns, 2*delayMS, hs[0].RPS, hs[1].RPS, hs[2].RPS)
-	b.Logf("  302:   p50 %v p90 %v p99 %v (goal p99 < 5ms: %s)", hs[1].P50, hs[1].P90, hs[1].P99, met(hs[1].P99 < 5*time.Millisecond))
-	b.Logf("  steer: p50 %v p90 %v p99 %v (goal p99 < 5ms: %s)", hs[2].P50, hs[2].P90, hs[2].P99, met(hs[2].P99 < 5*time.Millisecond))
+	b.Logf("  302:   p50 %v p90 %v p99 %v (goal p99 < 5ms: %s)", hs[1].P50, hs[1].P90, hs[1].P99, dnsbench.Met(hs[1].P99 < 5*time.Millisecond))
+	b.Logf("  steer: p50 %v p90 %v p99 %v (goal p99 < 5ms: %s)", hs[2].P50, hs[2].P90, hs[2].P99, dnsbench.Met(hs[2].P99 < 5*time.Millisecond))
 	b.Logf("  floor: p50 %v p90 %v p99 %v", hs[0].P50, hs[0].P90, hs[0].P99)
-	b.Logf("failures (non-2xx/3xx or socket errors) in all runs: %d (goal 0: %s)", failures, met(failures == 0))
+	b.Logf("failures (non-2xx/3xx or socket errors) in all runs: %d (goal 0: %s)", failures, dnsbench.Met(failures == 0))
 	b.Logf("| %s | %.0f | %.0f | **%.1f %%** | %.0f | **%.1f %%** | %.0f | %v | %v | %v | %d |",
 		time.Now().Format("2006-01-02"), fq, rq, r302*100, sq, rSteer*100, half,
 		hs[1].P99.Round(time.Microsecond), hs[2].P99.Round(time.Microsecond), hs[0].P99.Round(time.Microsecond), failures)
-}
-
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	return s[len(s)/2]
-}
-
-func met(ok bool) string {
-	if ok {
-		return "met"
-	}
-	return "NOT MET"
-}
-
-func envInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
-		return v
-	}
-	return def
 }
