@@ -20,9 +20,15 @@ type nopWriter struct {
 	n    int
 }
 
-func (w *nopWriter) Header() http.Header         { return w.h }
-func (w *nopWriter) Write(b []byte) (int, error) { w.n += len(b); return len(b), nil }
-func (w *nopWriter) WriteHeader(code int)        { w.code = code }
+func (w *nopWriter) Header() http.Header { return w.h }
+func (w *nopWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK // as net/http does
+	}
+	w.n += len(b)
+	return len(b), nil
+}
+func (w *nopWriter) WriteHeader(code int) { w.code = code }
 
 type nopLog struct{}
 
@@ -65,6 +71,7 @@ func serveLoop(b *testing.B, mux *http.ServeMux, target string, code int) {
 	b.ReportAllocs()
 	for b.Loop() {
 		clear(w.h)
+		w.code = 0
 		mux.ServeHTTP(w, req)
 	}
 	if w.code != code {

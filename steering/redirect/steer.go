@@ -27,8 +27,11 @@ type steerQuery struct {
 	cmcd        string // raw CMCD query argument
 }
 
-func parseSteerQuery(raw string) steerQuery {
-	q := steerQuery{protocol: "hls"}
+// parse reads a raw query. The lists are filled into pbuf and tbuf (the
+// caller's arrays, so a poll parses without allocating), up to their
+// capacity.
+func parseSteerQuery(raw string, pbuf []string, tbuf []float64) (q steerQuery) {
+	q.protocol = "hls"
 	for raw != "" {
 		var kv string
 		kv, raw, _ = strings.Cut(raw, "&")
@@ -48,15 +51,21 @@ func parseSteerQuery(raw string) steerQuery {
 				q.ladderMin = f
 			}
 		case "_HLS_pathway":
-			q.pathways = []string{strings.Trim(v, `"`)}
+			q.pathways = append(pbuf[:0], strings.Trim(v, `"`))
 		case "_HLS_throughput":
-			q.throughputs = parseThroughputs(v, q.throughputs[:0])
+			q.throughputs = parseThroughputs(v, tbuf[:0])
 		case "_DASH_pathway":
 			q.protocol = "dash"
-			q.pathways = strings.Split(strings.Trim(v, `"`), ",")
+			q.pathways = pbuf[:0]
+			for p := range strings.SplitSeq(strings.Trim(v, `"`), ",") {
+				if len(q.pathways) == cap(q.pathways) {
+					break // more locations than a service may have
+				}
+				q.pathways = append(q.pathways, p)
+			}
 		case "_DASH_throughput":
 			q.protocol = "dash"
-			q.throughputs = parseThroughputs(strings.Trim(v, `"`), q.throughputs[:0])
+			q.throughputs = parseThroughputs(strings.Trim(v, `"`), tbuf[:0])
 		case "CMCD":
 			q.cmcd = v
 		}
@@ -64,8 +73,12 @@ func parseSteerQuery(raw string) steerQuery {
 	return q
 }
 
+// parseThroughputs fills dst up to its capacity.
 func parseThroughputs(v string, dst []float64) []float64 {
 	for f := range strings.SplitSeq(v, ",") {
+		if len(dst) == cap(dst) {
+			break
+		}
 		t, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
 		if err != nil || !(t >= 0 && t < 1e13) {
 			t = 0 // unknown: neither slow nor fast
@@ -113,8 +126,16 @@ func decodeState(s string) (viewState, bool) {
 	if err != nil {
 		return viewState{}, false
 	}
-	f := strings.Split(string(b), "|")
-	if len(f) != 5 || f[0] != "1" || !viewIDOK(f[1]) || !pathwayOK(f[2]) || !pathwayOK(f[3]) {
+	var f [5]string
+	rest := string(b)
+	for i := range 4 {
+		var found bool
+		if f[i], rest, found = strings.Cut(rest, "|"); !found {
+			return viewState{}, false
+		}
+	}
+	f[4] = rest
+	if strings.IndexByte(rest, '|') >= 0 || f[0] != "1" || !viewIDOK(f[1]) || !pathwayOK(f[2]) || !pathwayOK(f[3]) {
 		return viewState{}, false
 	}
 	v := viewState{view: f[1], expected: f[2], demoted: f[3]}
@@ -157,7 +178,11 @@ func (s *Server) serveSteering(w http.ResponseWriter, r *http.Request) {
 	if svc == nil {
 		return
 	}
-	q := parseSteerQuery(r.URL.RawQuery)
+	var (
+		pbuf [steering.MaxCDNs]string
+		tbuf [steering.MaxCDNs]float64
+	)
+	q := parseSteerQuery(r.URL.RawQuery, pbuf[:0], tbuf[:0])
 	st := q.state
 	if st.view == "" {
 		if st.view = cmcdSID(r, q.cmcd); st.view == "" {
@@ -229,8 +254,7 @@ func (s *Server) serveSteering(w http.ResponseWriter, r *http.Request) {
 	} else {
 		h["Content-Type"] = steeringListType
 	}
-	h["Content-Length"] = []string{strconv.Itoa(len(b))}
-	w.WriteHeader(http.StatusOK)
+	// net/http sets Content-Length itself: the body is written in one go.
 	_, _ = w.Write(b)
 	*bp = b
 	bufPool.Put(bp)
