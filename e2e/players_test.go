@@ -330,14 +330,28 @@ func TestPluginBeaconsReachStore(t *testing.T) {
 				}
 				return false
 			})
-			for _, a := range aggs {
-				if a.CDN != "cdn-a" {
-					t.Errorf("beacons stored under CDN %q, want only cdn-a: %+v", a.CDN, a)
-				}
-			}
 			poll(t, 20*time.Second, "CMCD event reports accepted on /v1/cmcd", func() bool {
 				return counter(t, s.app, "cdnpilot_beacons_accepted_total", "cmcd") > 0
 			})
+			// Everything accepted (beacons and CMCD reports) is in the store
+			// once the consumer has handled as many records; then every row
+			// of it, the CMCD ones included, must be under cdn-a.
+			poll(t, 20*time.Second, "every accepted record stored", func() bool {
+				accepted := counter(t, s.app, "cdnpilot_beacons_accepted_total", "cmcd") + counter(t, s.app, "cdnpilot_beacons_accepted_total", "beacon")
+				return total(t, s.app, "cdnpilot_consumer_records_total") >= accepted
+			})
+			aggs, err := store.Window(t.Context(), analytics.WindowQuery{
+				Filter: analytics.Filter{Service: "vod"},
+				From:   time.Now().Add(-10 * time.Minute), To: time.Now().Add(2 * time.Minute),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, a := range aggs {
+				if a.CDN != "cdn-a" {
+					t.Errorf("beacons or CMCD reports stored under CDN %q, want only cdn-a: %+v", a.CDN, a)
+				}
+			}
 		})
 	}
 }
@@ -359,6 +373,24 @@ func counter(t *testing.T, a *app.App, name, lv string) float64 {
 				if l.GetValue() == lv {
 					sum += m.GetCounter().GetValue()
 				}
+			}
+		}
+	}
+	return sum
+}
+
+// total sums every series of a counter.
+func total(t *testing.T, a *app.App, name string) float64 {
+	t.Helper()
+	mfs, err := a.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
 			}
 		}
 	}
