@@ -20,6 +20,7 @@ import (
 	"github.com/cdnpilot/cdnpilot/analytics"
 	"github.com/cdnpilot/cdnpilot/internal/app"
 	"github.com/cdnpilot/cdnpilot/internal/config"
+	"github.com/cdnpilot/cdnpilot/internal/ledgertest"
 	"github.com/cdnpilot/cdnpilot/steering"
 	"github.com/cdnpilot/cdnpilot/steering/manifest"
 )
@@ -338,7 +339,7 @@ func TestPluginBeaconsReachStore(t *testing.T) {
 			// of it, the CMCD ones included, must be under cdn-a.
 			poll(t, 20*time.Second, "every accepted record stored", func() bool {
 				accepted := counter(t, s.app, "cdnpilot_beacons_accepted_total", "cmcd") + counter(t, s.app, "cdnpilot_beacons_accepted_total", "beacon")
-				return total(t, s.app, "cdnpilot_consumer_records_total") >= accepted
+				return ledgertest.Counter(t, s.app.Registry(), "cdnpilot_consumer_records_total") >= accepted
 			})
 			aggs, err := store.Window(t.Context(), analytics.WindowQuery{
 				Filter: analytics.Filter{Service: "vod"},
@@ -379,22 +380,16 @@ func counter(t *testing.T, a *app.App, name, lv string) float64 {
 	return sum
 }
 
-// total sums every series of a counter.
-func total(t *testing.T, a *app.App, name string) float64 {
+// startSteered starts the stack with cdn-a ranked first and a player of
+// the given kind on the steered manifest; wait returns its result.
+func startSteered(t *testing.T, player, view string) (s *stack, a, b *CDN, wait func() playResult) {
 	t.Helper()
-	mfs, err := a.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			for _, m := range mf.GetMetric() {
-				sum += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return sum
+	s = startStack(t)
+	s.rank(t, 1, "cdn-a", "cdn-b")
+	hlsURL, dashURL := s.steer(t)
+	src := map[string]string{"hls": hlsURL, "dash": dashURL}[player]
+	wait = s.play(t, s.pageURL(player, src, view, nil), 22*time.Second)
+	return s, s.cdns["cdn-a"], s.cdns["cdn-b"], wait
 }
 
 // segmentsSince counts the media segments a CDN started serving at or
@@ -420,12 +415,7 @@ func segmentsSince(c *CDN, t time.Time) int {
 func TestContentSteering(t *testing.T) {
 	for _, player := range []string{"hls", "dash"} {
 		t.Run(player+"/switch", func(t *testing.T) {
-			s := startStack(t)
-			s.rank(t, 1, "cdn-a", "cdn-b")
-			hlsURL, dashURL := s.steer(t)
-			src := map[string]string{"hls": hlsURL, "dash": dashURL}[player]
-			a, b := s.cdns["cdn-a"], s.cdns["cdn-b"]
-			wait := s.play(t, s.pageURL(player, src, "e2e-switch-"+player, nil), 22*time.Second)
+			s, a, b, wait := startSteered(t, player, "e2e-switch-"+player)
 
 			poll(t, 25*time.Second, "cdn-a serves 3 segments", func() bool { return len(a.Segments()) >= 3 })
 			if n := len(b.Segments()); n != 0 {
@@ -460,12 +450,7 @@ func TestContentSteering(t *testing.T) {
 				player, moved.Round(100*time.Millisecond), len(res.Steering), res.MaxStallMS)
 		})
 		t.Run(player+"/failover", func(t *testing.T) {
-			s := startStack(t)
-			s.rank(t, 1, "cdn-a", "cdn-b")
-			hlsURL, dashURL := s.steer(t)
-			src := map[string]string{"hls": hlsURL, "dash": dashURL}[player]
-			a, b := s.cdns["cdn-a"], s.cdns["cdn-b"]
-			wait := s.play(t, s.pageURL(player, src, "e2e-kill-"+player, nil), 22*time.Second)
+			_, a, b, wait := startSteered(t, player, "e2e-kill-"+player)
 
 			poll(t, 25*time.Second, "cdn-a serves 4 segments", func() bool { return len(a.Segments()) >= 4 })
 			killed := time.Now()

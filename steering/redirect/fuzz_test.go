@@ -40,12 +40,7 @@ func FuzzSteering(f *testing.F) {
 		if rec.Code != 200 {
 			t.Fatalf("status %d for %q", rec.Code, query)
 		}
-		var m struct {
-			Version  int      `json:"VERSION"`
-			TTL      int      `json:"TTL"`
-			Reload   string   `json:"RELOAD-URI"`
-			Priority []string `json:"PATHWAY-PRIORITY"`
-		}
+		var m Manifest
 		if err := json.Unmarshal(rec.Body.Bytes(), &m); err != nil {
 			t.Fatalf("not JSON for %q: %v\n%s", query, err, rec.Body)
 		}

@@ -20,8 +20,6 @@ const viewParam = "cdnpilot_view"
 func (s *Server) serveRedirect(w http.ResponseWriter, r *http.Request) {
 	start := s.now()
 	h := w.Header()
-	corsHeaders(h)
-	h["Cache-Control"] = noStore
 	svc := s.service(w, r, "http")
 	if svc == nil {
 		return

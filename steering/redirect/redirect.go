@@ -204,9 +204,14 @@ func preflight(w http.ResponseWriter, _ *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// service is the request's service, or nil after a 404 naming it: a
-// path error, not a query value, so not one players must be spared.
+// service sets the headers every answer carries (CORS, no-store: each
+// answer is per view) and returns the request's service, or nil after a
+// 404 naming it: a path error, not a query value, so not one players must
+// be spared.
 func (s *Server) service(w http.ResponseWriter, r *http.Request, protocol string) *service {
+	h := w.Header()
+	corsHeaders(h)
+	h["Cache-Control"] = noStore
 	if svc := s.services[r.PathValue("service")]; svc != nil {
 		return svc
 	}

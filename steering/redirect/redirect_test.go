@@ -286,12 +286,7 @@ func TestSteering(t *testing.T) {
 // a RELOAD-URI, a non-empty priority of unique known pathways, CORS.
 func checkManifest(t *testing.T, rec *httptest.ResponseRecorder, svc *service) {
 	t.Helper()
-	var m struct {
-		Version  int      `json:"VERSION"`
-		TTL      int      `json:"TTL"`
-		Reload   string   `json:"RELOAD-URI"`
-		Priority []string `json:"PATHWAY-PRIORITY"`
-	}
+	var m Manifest
 	if err := json.Unmarshal(rec.Body.Bytes(), &m); err != nil {
 		t.Fatalf("not JSON: %v\n%s", err, rec.Body)
 	}

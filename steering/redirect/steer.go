@@ -88,6 +88,15 @@ func parseThroughputs(v string, dst []float64) []float64 {
 	return dst
 }
 
+// Manifest is the steering manifest's wire form, for clients and tests
+// that read it (the handler writes it by hand, without reflection).
+type Manifest struct {
+	Version  int      `json:"VERSION"`
+	TTL      int      `json:"TTL"`
+	Reload   string   `json:"RELOAD-URI"`
+	Priority []string `json:"PATHWAY-PRIORITY"`
+}
+
 // viewState rides in the RELOAD-URI (`_ss`), so any node can answer a
 // view's next poll: the view id (sticky pick), the pathway we put first
 // (a player on another one has left it on its own, after media errors),
@@ -172,8 +181,6 @@ func pathwayOK(p string) bool {
 func (s *Server) serveSteering(w http.ResponseWriter, r *http.Request) {
 	start := s.now()
 	h := w.Header()
-	corsHeaders(h)
-	h["Cache-Control"] = noStore
 	svc := s.service(w, r, "steer")
 	if svc == nil {
 		return

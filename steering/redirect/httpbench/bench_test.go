@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cdnpilot/cdnpilot/dns/dnsbench"
+	"github.com/cdnpilot/cdnpilot/steering/redirect"
 )
 
 // TestWorld: the bench's requests, as the script sends them, get valid
@@ -61,12 +62,7 @@ func TestWorld(t *testing.T) {
 		if rec.Code != http.StatusOK {
 			t.Fatalf("steer: status %d: %s", rec.Code, rec.Body)
 		}
-		var m struct {
-			Version  int      `json:"VERSION"`
-			TTL      int      `json:"TTL"`
-			Reload   string   `json:"RELOAD-URI"`
-			Priority []string `json:"PATHWAY-PRIORITY"`
-		}
+		var m redirect.Manifest
 		if err := json.Unmarshal(rec.Body.Bytes(), &m); err != nil {
 			t.Fatalf("manifest is not JSON: %v\n%s", err, rec.Body)
 		}
