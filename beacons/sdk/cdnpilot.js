@@ -439,6 +439,9 @@
       on(E.FRAGMENT_LOADING_COMPLETED || 'fragmentLoadingCompleted', function (e) {
         var r = e && e.request;
         if (!r || r.mediaType !== 'video' || r.type === 'InitializationSegment') return;
+        // dash.js fires this for failed loads too: a dead CDN's late
+        // failure must not take the view back to it.
+        if (e.error || !e.response) return;
         v.media(r.url, r.serviceLocation || '');
         if (r.firstByteDate && r.startDate) v.ttfb = r.firstByteDate - r.startDate;
         try {

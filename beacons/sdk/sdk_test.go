@@ -5,6 +5,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -80,5 +82,20 @@ func TestScript(t *testing.T) {
 	}
 	if len(etag) != 34 || etag[0] != '"' || etag[33] != '"' {
 		t.Errorf("etag %s", etag)
+	}
+}
+
+// TestAdapters runs the hls.js and dash.js adapters in node against fake
+// players (testdata/adapters.cjs): the event orders the real players
+// produce, checked without a browser. node is a make test dependency; a
+// missing node fails the test.
+func TestAdapters(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatalf("node not found (make test installs nodejs): %v", err)
+	}
+	out, err := exec.Command(node, filepath.Join("testdata", "adapters.cjs")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("adapters.cjs: %v\n%s", err, out)
 	}
 }
