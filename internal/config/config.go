@@ -51,8 +51,11 @@ type Config struct {
 	DNS      DNS       `yaml:"dns"`
 	// HTTPSteering is the redirector and content steering server.
 	HTTPSteering HTTPSteering `yaml:"http_steering"`
-	Geo          Geo          `yaml:"geo"`
-	Demo         Demo         `yaml:"demo"`
+	// Admin is the admin API (/api/v1): who may call it, how often, and
+	// the limits of the overrides it takes.
+	Admin Admin `yaml:"admin"`
+	Geo   Geo   `yaml:"geo"`
+	Demo  Demo  `yaml:"demo"`
 }
 
 // Kafka selects the brokers. No brokers means the embedded in-process broker.
@@ -64,6 +67,10 @@ type Kafka struct {
 	// RankingsTopic is compacted: the scorer writes one ranking snapshot
 	// per key, steering nodes read the latest.
 	RankingsTopic string `yaml:"rankings_topic"`
+	// OverridesTopic is compacted too: one record per override id, its
+	// latest state. Every steering node and scorer reads it from the
+	// start and follows it.
+	OverridesTopic string `yaml:"overrides_topic"`
 	// Partitions is used when cdnpilot creates the topics (always for the
 	// embedded broker; on real brokers only when they are missing).
 	Partitions     int      `yaml:"partitions"`
@@ -185,6 +192,65 @@ type HTTPSteering struct {
 	ViewCookie        string   `yaml:"view_cookie"`         // the redirector's sticky view cookie
 	DecisionLogSample float64  `yaml:"decision_log_sample"` // share of answers written to the decision log, 0..1
 }
+
+// Admin configures the admin API.
+type Admin struct {
+	// Tokens are the static bearer tokens, stored as SHA-256 hashes.
+	// CDNPILOT_ADMIN_TOKEN adds one admin token (the demo generates one
+	// when it is unset).
+	Tokens []AdminToken `yaml:"tokens"`
+	// Token is the plain admin token from CDNPILOT_ADMIN_TOKEN; never in
+	// the file.
+	Token string `yaml:"-"`
+	OIDC  OIDC   `yaml:"oidc"`
+	// MaxOverrideTTL caps how far in the future an override may expire.
+	MaxOverrideTTL Duration `yaml:"max_override_ttl"`
+	// RateLimit applies per token and per client address.
+	RateLimit AdminRateLimit `yaml:"rate_limit"`
+	// CORSOrigins are the exact origins a browser may call the API from;
+	// empty: same origin only. Never "*": the API takes credentials.
+	CORSOrigins []string `yaml:"cors_origins"`
+	// TrustedProxies are the CIDRs whose X-Forwarded-For is believed for
+	// the audit log's source address and the per-client rate limit.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+}
+
+// AdminToken is one static bearer token.
+type AdminToken struct {
+	Name string `yaml:"name"` // the actor in the audit log
+	// SHA256 is the hex SHA-256 of the token: `cdnpilot ctl hash-token`.
+	SHA256 string `yaml:"sha256"`
+	Role   string `yaml:"role"` // viewer, operator or admin
+	// Services limits an operator to these services; empty: all.
+	Services []string `yaml:"services"`
+}
+
+// OIDC accepts JWTs from one issuer. Empty issuer: off.
+type OIDC struct {
+	Issuer   string `yaml:"issuer"`
+	Audience string `yaml:"audience"`
+	// Algorithm is the one signing algorithm accepted (RS256, ES256, ...):
+	// pinned, so a token cannot choose its own verification.
+	Algorithm string `yaml:"algorithm"`
+	// JWKSURL is where the issuer's keys are; empty: from the issuer's
+	// /.well-known/openid-configuration.
+	JWKSURL string `yaml:"jwks_url"`
+	// RoleClaim names the claim with the role; ServicesClaim the claim
+	// with the services an operator is limited to.
+	RoleClaim     string `yaml:"role_claim"`
+	ServicesClaim string `yaml:"services_claim"`
+}
+
+// AdminRateLimit is a token bucket per bearer token and one per client
+// address; a request must pass both.
+type AdminRateLimit struct {
+	PerTokenRPS  float64 `yaml:"per_token_rps"`
+	PerClientRPS float64 `yaml:"per_client_rps"`
+	Burst        int     `yaml:"burst"`
+}
+
+// AdminRoles are the roles of the admin API, weakest first.
+var AdminRoles = []string{"viewer", "operator", "admin"}
 
 // Service is one steered stream family with its CDNs in static fallback
 // order.
@@ -449,6 +515,7 @@ func Default() Config {
 			BeaconsTopic:    "cdnpilot.beacons.v1",
 			DeadLetterTopic: "cdnpilot.beacons.dlq",
 			RankingsTopic:   "cdnpilot.rankings.v1",
+			OverridesTopic:  "cdnpilot.overrides.v1",
 			Partitions:      6,
 			Compression:     "lz4",
 			BatchTimeout:    Duration(10 * time.Millisecond),
@@ -488,6 +555,11 @@ func Default() Config {
 			MaxTTL: Duration(300 * time.Second), ShedAboveRPS: 0,
 			DemoteFactor: 1.2, DemoteFor: Duration(2 * time.Minute),
 			ViewCookie: "cdnpilot_view", DecisionLogSample: 1,
+		},
+		Admin: Admin{
+			OIDC:           OIDC{Algorithm: "RS256", RoleClaim: "cdnpilot_role", ServicesClaim: "cdnpilot_services"},
+			MaxOverrideTTL: Duration(24 * time.Hour),
+			RateLimit:      AdminRateLimit{PerTokenRPS: 20, PerClientRPS: 20, Burst: 40},
 		},
 		Demo: Demo{Viewers: 300, Seed: 1},
 	}
@@ -602,6 +674,7 @@ func (c *Config) ApplyEnv(env func(string) string) error {
 	set("CDNPILOT_CLICKHOUSE_USER", &c.ClickHouse.Username)
 	set("CDNPILOT_CLICKHOUSE_PASSWORD", &c.ClickHouse.Password)
 	set("CDNPILOT_LOG_LEVEL", &c.LogLevel)
+	set("CDNPILOT_ADMIN_TOKEN", &c.Admin.Token)
 	if v := env("CDNPILOT_KAFKA_BROKERS"); v != "" {
 		c.Kafka.Brokers = SplitList(v)
 	}
@@ -754,6 +827,12 @@ func (c Config) Validate() error {
 	errs = append(errs, c.validateSteering()...)
 	errs = append(errs, c.validateDNS()...)
 	errs = append(errs, c.validateHTTPSteering()...)
+	errs = append(errs, c.validateAdmin()...)
+	if t := c.Kafka.OverridesTopic; t == "" {
+		bad("kafka.overrides_topic", "required")
+	} else if t == c.Kafka.BeaconsTopic || t == c.Kafka.DeadLetterTopic || t == c.Kafka.RankingsTopic {
+		bad("kafka.overrides_topic", "must differ from the beacons, dead letter and rankings topics")
+	}
 
 	for country, region := range c.Geo.Regions {
 		if len(country) != 2 || strings.ToUpper(country) != country {
@@ -1033,6 +1112,88 @@ func (c Config) validateHTTPSteering() []error {
 	return errs
 }
 
+// validateAdmin checks the admin section.
+func (c Config) validateAdmin() []error {
+	a := c.Admin
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("admin.%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	names := map[string]bool{}
+	for i, t := range a.Tokens {
+		key := fmt.Sprintf("tokens[%d]", i)
+		switch {
+		case !tokenNameRE.MatchString(t.Name):
+			bad(key+".name", "%q is not a name (letters, digits, . _ @ -, at most 64)", t.Name)
+		case names[t.Name]:
+			bad(key+".name", "%q is used twice", t.Name)
+		}
+		names[t.Name] = true
+		if !sha256HexRE.MatchString(t.SHA256) {
+			bad(key+".sha256", "is not 64 lowercase hex digits (the SHA-256 of the token, never the token itself)")
+		}
+		if !slices.Contains(AdminRoles, t.Role) {
+			bad(key+".role", "%q is not one of viewer, operator, admin", t.Role)
+		}
+		for j, s := range t.Services {
+			if !slices.ContainsFunc(c.Services, func(x Service) bool { return x.Name == s }) {
+				bad(fmt.Sprintf("%s.services[%d]", key, j), "%q is not a configured service", s)
+			}
+		}
+	}
+	if a.Token != "" && len(a.Token) < 16 {
+		errs = append(errs, fmt.Errorf("CDNPILOT_ADMIN_TOKEN: %d characters; use at least 16", len(a.Token)))
+	}
+	if o := a.OIDC; o.Issuer != "" {
+		if u, err := url.Parse(o.Issuer); err != nil || u.Scheme != "https" && u.Scheme != "http" || u.Host == "" {
+			bad("oidc.issuer", "%q is not an http(s) URL", o.Issuer)
+		}
+		if o.Audience == "" {
+			bad("oidc.audience", "required with an issuer: a token for another service must not pass")
+		}
+		if !slices.Contains(jwtAlgorithms, o.Algorithm) {
+			bad("oidc.algorithm", "%q is not one of %s", o.Algorithm, strings.Join(jwtAlgorithms, ", "))
+		}
+		if o.JWKSURL != "" {
+			if u, err := url.Parse(o.JWKSURL); err != nil || u.Scheme != "https" && u.Scheme != "http" || u.Host == "" {
+				bad("oidc.jwks_url", "%q is not an http(s) URL", o.JWKSURL)
+			}
+		}
+		if o.RoleClaim == "" {
+			bad("oidc.role_claim", "required with an issuer")
+		}
+	}
+	if a.MaxOverrideTTL.D() < time.Minute || a.MaxOverrideTTL.D() > 90*24*time.Hour {
+		bad("max_override_ttl", "%s is not in 1m..2160h", a.MaxOverrideTTL)
+	}
+	r := a.RateLimit
+	if !finite(r.PerTokenRPS) || r.PerTokenRPS < 0 {
+		bad("rate_limit.per_token_rps", "%v is not a number ≥ 0 (0: off)", r.PerTokenRPS)
+	}
+	if !finite(r.PerClientRPS) || r.PerClientRPS < 0 {
+		bad("rate_limit.per_client_rps", "%v is not a number ≥ 0 (0: off)", r.PerClientRPS)
+	}
+	if (r.PerTokenRPS > 0 || r.PerClientRPS > 0) && r.Burst < 1 {
+		bad("rate_limit.burst", "must be at least 1 when a rate is set")
+	}
+	for i, o := range a.CORSOrigins {
+		u, err := url.Parse(o)
+		if o == "*" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" || u.RawQuery != "" {
+			bad(fmt.Sprintf("cors_origins[%d]", i), "%q is not an exact http(s) origin (scheme://host[:port], never *)", o)
+		}
+	}
+	if _, err := prefixes("admin.trusted_proxies", a.TrustedProxies); err != nil {
+		errs = append(errs, err)
+	}
+	return errs
+}
+
+var (
+	tokenNameRE   = regexp.MustCompile(`^[A-Za-z0-9._@-]{1,64}$`)
+	sha256HexRE   = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	jwtAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+
 var cookieNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // validate checks a CDN's signing section; key is its config path.
@@ -1168,13 +1329,23 @@ var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
 
 // TrustedPrefixes parses ingest.trusted_proxies (plain addresses allowed).
 func (i Ingest) TrustedPrefixes() ([]netip.Prefix, error) {
-	out := make([]netip.Prefix, 0, len(i.TrustedProxies))
-	for n, s := range i.TrustedProxies {
+	return prefixes("ingest.trusted_proxies", i.TrustedProxies)
+}
+
+// TrustedPrefixes parses admin.trusted_proxies.
+func (a Admin) TrustedPrefixes() ([]netip.Prefix, error) {
+	return prefixes("admin.trusted_proxies", a.TrustedProxies)
+}
+
+// prefixes parses CIDRs or bare addresses; key names the list in errors.
+func prefixes(key string, ss []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(ss))
+	for n, s := range ss {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
 			a, aerr := netip.ParseAddr(s)
 			if aerr != nil {
-				return nil, fmt.Errorf("ingest.trusted_proxies[%d]: %q is not a CIDR or address", n, s)
+				return nil, fmt.Errorf("%s[%d]: %q is not a CIDR or address", key, n, s)
 			}
 			p = netip.PrefixFrom(a, a.BitLen())
 		}
