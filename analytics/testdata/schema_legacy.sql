@@ -123,3 +123,29 @@ ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(at)
 ORDER BY (service, protocol, at);
 
+-- migration 0004 audit_log
+CREATE TABLE IF NOT EXISTS `cdnpilot`.audit_log
+(
+    at          DateTime,
+    at_ms       UInt64,
+    id          String,
+    actor       String,
+    role        String,
+    auth        String,
+    source      String,
+    method      String,
+    path        String,
+    action      String,
+    outcome     String,
+    status      UInt16,
+    service     String,
+    override_id String,
+    reason      String,
+    before_json String,
+    after_json  String,
+    detail      String
+)
+ENGINE = MergeTree
+PARTITION BY toYYYYMM(at)
+ORDER BY (at, id);
+

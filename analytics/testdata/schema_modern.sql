@@ -126,3 +126,29 @@ PARTITION BY toYYYYMMDD(at)
 ORDER BY (service, protocol, at)
 TTL at + INTERVAL 7 DAY;
 
+-- migration 0004 audit_log
+CREATE TABLE IF NOT EXISTS `cdnpilot`.audit_log
+(
+    at          DateTime,
+    at_ms       UInt64,
+    id          String,
+    actor       String,
+    role        LowCardinality(String),
+    auth        LowCardinality(String),
+    source      String,
+    method      LowCardinality(String),
+    path        String,
+    action      LowCardinality(String),
+    outcome     LowCardinality(String),
+    status      UInt16,
+    service     LowCardinality(String),
+    override_id String,
+    reason      String,
+    before_json String,
+    after_json  String,
+    detail      String
+)
+ENGINE = MergeTree
+PARTITION BY toYYYYMM(at)
+ORDER BY (at, id);
+
