@@ -185,6 +185,12 @@ func TestBadFixtures(t *testing.T) {
 		"http_incident_ttl.yaml":    "http_steering.incident_ttl: 30s is longer than http_steering.ttl (20s)",
 		"http_unknown_key.yaml":     "unknown key shed_rps",
 		"http_view_cookie.yaml":     `http_steering.view_cookie: "my view" is not a cookie name`,
+		"admin_token_hash.yaml":     "admin.tokens[0].sha256: is not 64 lowercase hex digits",
+		"admin_role.yaml":           `admin.tokens[0].role: "root" is not one of viewer, operator, admin`,
+		"admin_cors.yaml":           `admin.cors_origins[0]: "*" is not an exact http(s) origin`,
+		"admin_oidc.yaml":           "admin.oidc.audience: required with an issuer",
+		"admin_ttl.yaml":            "admin.max_override_ttl: 30s is not in 1m..2160h",
+		"overrides_topic.yaml":      "kafka.overrides_topic: must differ",
 	}
 	files, _ := filepath.Glob("testdata/bad/*.yaml")
 	if len(files) != len(want) {
