@@ -322,6 +322,18 @@ func (e *Engine) SetOverrides(os []Override) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.overrides = slices.Clone(os)
+	// An override of a region or ASN no beacon came from yet has no
+	// ranking of its own to act on: its clients would be answered by the
+	// parent's, which it does not cover. Its scope ranks from now on (an
+	// ASN's only while an override of it is active, see rank), with its
+	// region as the parent it inherits health and damping from.
+	for _, o := range os {
+		if o.Region != "" {
+			st, loc := e.svcs[o.Service], Location{Region: o.Region, ASN: o.ASN}
+			st.scope(Scope{Service: o.Service, Level: LevelRegion, Region: o.Region}, loc)
+			st.scope(o.scope(), loc)
+		}
+	}
 	return nil
 }
 
@@ -552,7 +564,8 @@ func (e *Engine) rank(wk *worker, st *svcState, s *scopeState, now time.Time, dt
 				s.ranked = true
 			}
 		}
-		if !s.ranked {
+		// An override of this very ASN needs a ranking to act on.
+		if !s.ranked && !slices.ContainsFunc(active, func(o Override) bool { return o.scope() == s.scope }) {
 			return nil
 		}
 	}

@@ -38,6 +38,7 @@ import (
 //	scope ... cdn=a -> region                                     (the level whose window scored a)
 //	fired ... -> hysteresis_hold                                  (the rule is among those fired)
 //	pick ... view=v1 -> a
+//	answer ... -> vod/eu-west                                     (the scope whose ranking answers)
 func TestScripts(t *testing.T) {
 	files, err := filepath.Glob("testdata/scripts/*.txt")
 	if err != nil || len(files) == 0 {
@@ -218,7 +219,7 @@ func (r *scriptRun) exec(cmd, rest string) {
 			}
 		}
 		r.tick()
-	case "rank", "leader", "weights", "rule", "health", "scope", "fired", "pick":
+	case "rank", "leader", "weights", "rule", "health", "scope", "fired", "pick", "answer":
 		r.check(cmd, a, want)
 	default:
 		r.fatalf("unknown command %q", cmd)
@@ -488,6 +489,10 @@ func (r *scriptRun) check(cmd string, a map[string]string, want string) {
 		}
 		if got != want {
 			r.errorf("%s of %s = %s, want %s\n%s", cmd, a["cdn"], got, want, dump())
+		}
+	case "answer":
+		if got := rk.Scope.String(); got != want {
+			r.errorf("answer = %s, want %s\n%s", got, want, dump())
 		}
 	case "pick":
 		s := r.snaps[or(a["service"], "vod")]
