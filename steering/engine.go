@@ -311,14 +311,10 @@ func (e *Engine) catalogHas(cdn string) bool {
 	return false
 }
 
-// SetOverrides replaces the operator overrides. Invalid ones are refused
-// as a whole, naming the first bad one, and the previous set stays.
+// SetOverrides replaces the operator overrides with the valid ones of
+// os; the error names each one the catalog refuses (left out).
 func (e *Engine) SetOverrides(os []Override) error {
-	for i, o := range os {
-		if err := o.Validate(e.cat); err != nil {
-			return fmt.Errorf("override %d (%s): %w", i, o.ID, err)
-		}
-	}
+	os, err := validOverrides(os, e.cat)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.overrides = slices.Clone(os)
@@ -334,7 +330,7 @@ func (e *Engine) SetOverrides(os []Override) error {
 			st.scope(o.scope(), loc)
 		}
 	}
-	return nil
+	return err
 }
 
 // Tick recomputes every ranking at now and returns one new snapshot per

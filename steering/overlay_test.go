@@ -576,9 +576,10 @@ func TestTableOverrides(t *testing.T) {
 	if tbl.Snapshot("vod").Ranking(scGlobal) != raw.Ranking(scGlobal) {
 		t.Errorf("a ranking the pin does not touch is not shared")
 	}
-	// A bad set is refused whole; the one held stays.
+	// A bad override is left out and named; the good ones of the set
+	// apply (a CDN removed from the config must not freeze the rest).
 	bad := ov("bad", OverridePin, "eu-west", "cdn-z", 0)
-	if err := tbl.SetOverrides([]Override{ov("p2", OverridePin, "", "cdn-a", 0), bad}); err == nil || !strings.Contains(err.Error(), `override 1 (bad): cdn: "cdn-z"`) {
+	if err := tbl.SetOverrides([]Override{ov("p1", OverridePin, "eu-west", "cdn-c", 0), bad}); err == nil || !strings.Contains(err.Error(), `override 1 (bad) refused: cdn: "cdn-z"`) {
 		t.Errorf("bad override: %v", err)
 	}
 	if got := tbl.Overrides(); len(got) != 1 || got[0].ID != "p1" {

@@ -2,6 +2,7 @@ package steering
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -150,4 +151,21 @@ func (c Catalog) service(name string) (Service, bool) {
 		}
 	}
 	return Service{}, false
+}
+
+// validOverrides is the overrides the catalog accepts, and an error naming
+// each one it refuses. One bad override (a CDN removed from the config
+// since it was made) must not keep the others from applying, or from
+// ending.
+func validOverrides(os []Override, cat Catalog) ([]Override, error) {
+	out := make([]Override, 0, len(os))
+	var errs []error
+	for i, o := range os {
+		if err := o.Validate(cat); err != nil {
+			errs = append(errs, fmt.Errorf("override %d (%s) refused: %w", i, o.ID, err))
+			continue
+		}
+		out = append(out, o)
+	}
+	return out, errors.Join(errs...)
 }

@@ -78,19 +78,15 @@ func (t *Table) Store(s *Snapshot) error {
 	return nil
 }
 
-// SetOverrides replaces the operator overrides. Invalid ones are refused
-// as a whole, naming the first bad one, and the previous set stays.
+// SetOverrides replaces the operator overrides with the valid ones of
+// os; the error names each one the catalog refuses (left out).
 func (t *Table) SetOverrides(os []Override) error {
-	for i, o := range os {
-		if err := o.Validate(t.cat); err != nil {
-			return fmt.Errorf("override %d (%s): %w", i, o.ID, err)
-		}
-	}
+	os, err := validOverrides(os, t.cat)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.overrides = slices.Clone(os)
+	t.overrides = os
 	t.publish(t.now(), "")
-	return nil
+	return err
 }
 
 // Overrides is the overrides held and still active.

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/cdnpilot/cdnpilot/internal/app"
+	"github.com/cdnpilot/cdnpilot/internal/auth"
 )
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -32,8 +33,17 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	// their own (documentation-range) addresses, so loopback is a trusted
 	// proxy in the demo only.
 	cfg.Ingest.TrustedProxies = append(cfg.Ingest.TrustedProxies, "127.0.0.1/32", "::1/128")
+	// CDNPILOT_ADMIN_TOKEN is the demo's admin token; without it the demo
+	// makes one up and prints it, so the API is never open.
+	tokenNote := "from CDNPILOT_ADMIN_TOKEN"
+	if cfg.Admin.Token == "" {
+		if cfg.Admin.Token, err = auth.GenerateToken(); err != nil {
+			return err
+		}
+		tokenNote = "generated; set CDNPILOT_ADMIN_TOKEN to choose it"
+	}
 	log := newLogger(stderr, cfg.LogLevel, cf.logJSON)
-	a, err := app.New(ctx, cfg, app.Roles{Ingest: true, Consume: true, Score: true, Steer: true, Players: true}, log)
+	a, err := app.New(ctx, cfg, app.Roles{Ingest: true, Consume: true, Score: true, Steer: true, Admin: true, Players: true}, log)
 	if err != nil {
 		return err
 	}
@@ -55,6 +65,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
   beacon ingest    POST %s/v1/beacons
   CMCD ingest      POST|GET %s/v1/cmcd?service=vod
+  admin API        %s/api/v1/  (OpenAPI: /api/v1/openapi.json; docs/API.md)
+  admin token      %s  (%s)
+                   cdnpilot ctl --server %s --token <admin token> overrides list
   rankings         %s/api/v1/rankings?service=vod&region=eu-west
   steering DNS     %s
   HTTP redirect    %s/r/vod/path/to/master.m3u8  (302 to the chosen CDN)
@@ -63,6 +76,6 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
   health           %s/healthz  %s/readyz
 
 Press Ctrl-C to stop; accepted beacons are flushed before exit.
-`, cfg.Demo.Viewers, broker, store, base, base, base, dnsLine, base, base, base, base, base)
+`, cfg.Demo.Viewers, broker, store, base, base, base, cfg.Admin.Token, tokenNote, base, base, dnsLine, base, base, base, base, base)
 	return a.Run(ctx)
 }

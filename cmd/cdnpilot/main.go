@@ -32,6 +32,8 @@ func commands() map[string]command {
 		"consume":      {"move beacons from Kafka into the analytics store", runConsume},
 		"migrate":      {"create or upgrade the ClickHouse schema, then exit", runMigrate},
 		"manifest":     {"add content steering (HLS/DASH) and per-CDN pathways to a plain manifest", runManifest},
+		"admin":        {"serve the admin API (overrides, audit, explain, replay) over Kafka and ClickHouse", runAdmin},
+		"ctl":          {"call the admin API: overrides list|add|extend|rm, explain, rankings, cdns, audit, whoami", runCtl},
 		"check-config": {"validate a configuration file, then exit", runCheckConfig},
 		"version":      {"print the version", runVersion},
 	}

@@ -39,7 +39,7 @@ func runRole(ctx context.Context, name string, roles app.Roles, args []string, s
 		// process can read, lost at exit: only `demo` gets one.
 		return fmt.Errorf("%s: no Kafka brokers: set --kafka, CDNPILOT_KAFKA_BROKERS or kafka.brokers (the in-process broker is for `cdnpilot demo` only)", name)
 	}
-	if roles.Consume && cfg.ClickHouse.Addr == "" {
+	if (roles.Consume || roles.Admin) && cfg.ClickHouse.Addr == "" {
 		return fmt.Errorf("%s: no ClickHouse address: set --clickhouse, CDNPILOT_CLICKHOUSE_ADDR or clickhouse.addr (the in-memory store is for `cdnpilot demo` only)", name)
 	}
 	log := newLogger(stderr, cfg.LogLevel, cf.logJSON).With("role", name)
@@ -71,6 +71,13 @@ func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // the steering DNS server on dns_addr, and the rankings API.
 func runSteer(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return runRole(ctx, "steer", app.Roles{Steer: true}, args, stdout, stderr)
+}
+
+// runAdmin is the admin API: overrides written to the overrides topic,
+// the audit trail and QoE queries in ClickHouse, rankings and explain from
+// the rankings topic.
+func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return runRole(ctx, "admin", app.Roles{Admin: true}, args, stdout, stderr)
 }
 
 func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -25,17 +25,19 @@ import (
 	"github.com/cdnpilot/cdnpilot/beacons"
 	"github.com/cdnpilot/cdnpilot/beacons/sdk"
 	"github.com/cdnpilot/cdnpilot/dns"
+	"github.com/cdnpilot/cdnpilot/internal/auth"
 	"github.com/cdnpilot/cdnpilot/internal/config"
 	"github.com/cdnpilot/cdnpilot/internal/fleet"
 	"github.com/cdnpilot/cdnpilot/internal/geo"
 	"github.com/cdnpilot/cdnpilot/internal/kafkaio"
+	"github.com/cdnpilot/cdnpilot/internal/overrides"
 	"github.com/cdnpilot/cdnpilot/internal/probe"
 	"github.com/cdnpilot/cdnpilot/internal/scorer"
 	"github.com/cdnpilot/cdnpilot/internal/sim"
 	"github.com/cdnpilot/cdnpilot/internal/simloop"
 	"github.com/cdnpilot/cdnpilot/steering"
 	"github.com/cdnpilot/cdnpilot/steering/redirect"
-	"github.com/cdnpilot/cdnpilot/ui"
+	"github.com/cdnpilot/cdnpilot/ui/api"
 )
 
 // Roles selects what this process runs.
@@ -54,6 +56,9 @@ type Roles struct {
 	// ask this process's Table for a CDN and post beacons to its ingest.
 	// Needs Steer and Ingest.
 	Players bool
+	// Admin serves the admin API: overrides to the overrides topic, the
+	// audit trail, explain, QoE series and replay.
+	Admin bool
 }
 
 // Store is what the app needs of an analytics store.
@@ -95,6 +100,15 @@ type App struct {
 	decisions   DecisionStore
 	decisionCH  *analytics.ClickHouse // the decision log's own connection, when the process has none
 	players     func(context.Context) error
+
+	// Overrides: every scorer and steering node follows the topic; the
+	// admin role also writes it.
+	follower *overrides.Follower
+	overLog  *overrides.Log
+	auth     *auth.Authenticator
+	audit    api.AuditStore
+	auditCH  *analytics.ClickHouse // the admin role's own connection, when the process has none
+	admin    *api.Server
 }
 
 // New builds the process and binds its listeners, so the caller can print
@@ -115,9 +129,10 @@ func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) 
 		{Name: cfg.Kafka.BeaconsTopic, Partitions: cfg.Kafka.Partitions},
 		{Name: cfg.Kafka.DeadLetterTopic, Partitions: 1},
 	}
-	if roles.Score || roles.Steer || cfg.Kafka.Embedded() {
+	if roles.Score || roles.Steer || roles.Admin || cfg.Kafka.Embedded() {
 		// One partition: nodes read it whole, and per-key order is total.
-		topics = append(topics, kafkaio.Topic{Name: cfg.Kafka.RankingsTopic, Partitions: 1, Compacted: true})
+		topics = append(topics, kafkaio.Topic{Name: cfg.Kafka.RankingsTopic, Partitions: 1, Compacted: true},
+			kafkaio.Topic{Name: cfg.Kafka.OverridesTopic, Partitions: 1, Compacted: true})
 	}
 	if cfg.Kafka.Embedded() {
 		if a.broker, err = kafkaio.StartEmbedded(0, "", topics...); err != nil {
@@ -188,13 +203,34 @@ func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) 
 		sdk.Register(a.mux)
 	}
 
+	if roles.Score || roles.Steer || roles.Admin {
+		if !cfg.Kafka.Embedded() {
+			if err := overrides.EnsureTopic(ctx, a.brokers, cfg.Kafka.OverridesTopic, 1); err != nil {
+				return nil, err
+			}
+		}
+		a.follower = overrides.NewFollower(overrides.FollowerOptions{
+			Brokers: a.brokers, Topic: cfg.Kafka.OverridesTopic, ClientID: cfg.Kafka.ClientID,
+			Logger: log, Registerer: a.reg,
+		})
+	}
 	if roles.Score {
 		if err := a.buildScorer(cfg, log); err != nil {
 			return nil, err
 		}
 	}
+	if roles.Steer || roles.Admin {
+		if err := a.buildTable(cfg, log); err != nil {
+			return nil, err
+		}
+	}
 	if roles.Steer {
 		if err := a.buildSteer(cfg, log); err != nil {
+			return nil, err
+		}
+	}
+	if roles.Admin {
+		if err := a.buildAdmin(ctx, cfg, log); err != nil {
 			return nil, err
 		}
 	}
@@ -268,7 +304,7 @@ func (a *App) buildScorer(cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 	a.scorer = scorer.New(eng, a.scoreReader, a.rankWriter, scorer.Options{
-		Interval: cfg.Score.Interval.D(), Logger: log, Registerer: a.reg,
+		Interval: cfg.Score.Interval.D(), Logger: log, Registerer: a.reg, Overrides: a.follower,
 	})
 	var targets []probe.Target
 	for _, c := range cfg.CDNs {
@@ -299,7 +335,11 @@ func (p probeSink) ProbeResult(r steering.ProbeResult) {
 	}
 }
 
-func (a *App) buildSteer(cfg config.Config, log *slog.Logger) error {
+// buildTable is the steering table a node decides from, kept current
+// from the rankings topic, with the overrides of the overrides topic
+// applied by the node itself (so one stops at its expiry here, whatever
+// the scorer does).
+func (a *App) buildTable(cfg config.Config, log *slog.Logger) error {
 	var err error
 	if a.table, err = steering.NewTable(cfg.Catalog(), cfg.Policy().Stale, nil); err != nil {
 		return err
@@ -311,7 +351,19 @@ func (a *App) buildSteer(cfg config.Config, log *slog.Logger) error {
 	a.subscriber = scorer.NewSubscriber(a.table, services, scorer.SubscriberOptions{
 		Brokers: a.brokers, Topic: cfg.Kafka.RankingsTopic, ClientID: cfg.Kafka.ClientID, Logger: log, Registerer: a.reg,
 	})
-	a.mux.Handle("/api/v1/", ui.NewAPI(ui.Options{Rankings: a.table, Services: services, Logger: log}))
+	table := a.table
+	a.follower.OnChange(func(active []steering.Override) {
+		if err := table.SetOverrides(active); err != nil {
+			// One the catalog refuses (a CDN removed since it was
+			// made) is left out; the others apply.
+			log.Error("overrides refused by the steering table", "err", err)
+		}
+	})
+	return nil
+}
+
+func (a *App) buildSteer(cfg config.Config, log *slog.Logger) error {
+	var err error
 	loc, _, err := buildGeo(cfg.Geo)
 	if err != nil {
 		return err
@@ -477,6 +529,9 @@ func (a *App) Run(ctx context.Context) error {
 	if a.subscriber != nil {
 		g.Go(func() error { return a.subscriber.Run(gctx) })
 	}
+	if a.follower != nil {
+		g.Go(func() error { return a.follower.Run(gctx) })
+	}
 	if a.dns != nil {
 		srv := a.dns
 		g.Go(func() error { return srv.Run(gctx) })
@@ -553,6 +608,14 @@ func (a *App) readyz(w http.ResponseWriter, r *http.Request) {
 			problems = append(problems, "analytics store: "+err.Error())
 		}
 	}
+	if a.follower != nil {
+		select {
+		case <-a.follower.Ready():
+		default:
+			// Deciding with half the overrides would undo a ban or a pin.
+			problems = append(problems, "overrides: the override topic is not read to its end yet")
+		}
+	}
 	w.Header().Set("Content-Type", "text/plain")
 	w.Header().Set("Cache-Control", "no-store")
 	if len(problems) > 0 {
@@ -601,6 +664,18 @@ func (a *App) closeAll() {
 	}
 	if a.decisionCH != nil {
 		_ = a.decisionCH.Close()
+	}
+	if a.overLog != nil {
+		_ = a.overLog.Close()
+		a.overLog = nil
+	}
+	if a.auth != nil {
+		_ = a.auth.Close()
+		a.auth = nil
+	}
+	if a.auditCH != nil {
+		_ = a.auditCH.Close()
+		a.auditCH = nil
 	}
 }
 

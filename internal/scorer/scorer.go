@@ -221,7 +221,7 @@ func (s *Scorer) Tick(ctx context.Context, now time.Time) []*steering.Snapshot {
 		}
 		if err != nil {
 			s.overErrors.Inc()
-			s.log.Warn("overrides not refreshed; the previous set stays", "err", err)
+			s.log.Warn("overrides: some not applied", "err", err)
 		}
 	}
 	start := time.Now()

@@ -1,12 +1,7 @@
-// Package ui serves cdnpilot's HTTP API under /api/v1 (gin) and, later,
-// the embedded web UI. This file holds the read-only rankings endpoint;
-// the admin API (overrides, audit, tokens) joins it.
-package ui
+package api
 
 import (
-	"log/slog"
 	"net/http"
-	"slices"
 	"strconv"
 	"time"
 
@@ -15,55 +10,9 @@ import (
 	"github.com/cdnpilot/cdnpilot/steering"
 )
 
-// Rankings is where the API reads ranking snapshots from (a steering
-// node's Table).
-type Rankings interface {
-	Snapshot(service string) *steering.Snapshot
-	Age(service string) (time.Duration, bool)
-}
-
-// Options configure the API.
-type Options struct {
-	Rankings Rankings
-	Services []string
-	Logger   *slog.Logger
-}
-
-// NewAPI returns the /api/v1 handler.
-func NewAPI(o Options) http.Handler {
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	gin.SetMode(gin.ReleaseMode)
-	r := gin.New()
-	// Behind a proxy the HTTP server's own trusted-proxy logic applies;
-	// gin must not believe X-Forwarded-For on its own.
-	_ = r.SetTrustedProxies(nil)
-	r.Use(gin.Recovery())
-	r.HandleMethodNotAllowed = true
-	r.NoRoute(func(c *gin.Context) { apiError(c, http.StatusNotFound, "", "no such endpoint: "+c.Request.URL.Path) })
-	r.NoMethod(func(c *gin.Context) {
-		apiError(c, http.StatusMethodNotAllowed, "", c.Request.Method+" is not allowed on "+c.Request.URL.Path)
-	})
-	h := &rankingsHandler{src: o.Rankings, services: o.Services}
-	r.GET("/api/v1/rankings", h.get)
-	return r
-}
-
-// apiError is the one error shape of the API: what is wrong, and which
-// field when one is to blame.
-func apiError(c *gin.Context, status int, field, msg string) {
-	body := gin.H{"error": msg}
-	if field != "" {
-		body["field"] = field
-	}
-	c.Header("Cache-Control", "no-store")
-	c.AbortWithStatusJSON(status, body)
-}
-
-type rankingsHandler struct {
-	src      Rankings
-	services []string
+func (s *Server) hasService(name string) bool {
+	_, found := serviceOf(s.o.Catalog, name)
+	return found
 }
 
 type rankingsResponse struct {
@@ -80,20 +29,17 @@ var rankingsParams = []string{"service", "region", "country", "asn"}
 // get answers GET /api/v1/rankings?service=vod[&region=eu-west][&country=GB][&asn=64496]:
 // without a location every scope's ranking; with one, the ranking that
 // answers a client there (its most specific ranked scope).
-func (h *rankingsHandler) get(c *gin.Context) {
+func (s *Server) rankings(c *gin.Context) {
 	q := c.Request.URL.Query()
-	for k := range q {
-		if !slices.Contains(rankingsParams, k) {
-			apiError(c, http.StatusBadRequest, k, "unknown query parameter "+strconv.Quote(k)+"; expected service, region, country, asn")
-			return
-		}
+	if !knownParams(c, q, rankingsParams...) {
+		return
 	}
 	svc := q.Get("service")
 	switch {
 	case svc == "":
 		apiError(c, http.StatusBadRequest, "service", "service: required")
 		return
-	case !slices.Contains(h.services, svc):
+	case !s.hasService(svc):
 		apiError(c, http.StatusNotFound, "service", "service: "+strconv.Quote(svc)+" is not a configured service")
 		return
 	}
@@ -109,17 +55,16 @@ func (h *rankingsHandler) get(c *gin.Context) {
 			loc.ASN = uint32(n)
 		}
 	}
-	snap := h.src.Snapshot(svc)
+	snap := s.o.Rankings.Snapshot(svc)
 	if snap == nil {
 		c.Header("Retry-After", "1")
 		apiError(c, http.StatusServiceUnavailable, "", "no ranking snapshot for "+strconv.Quote(svc)+" yet; the scorer publishes one every second")
 		return
 	}
-	age, _ := h.src.Age(svc)
+	age, _ := s.o.Rankings.Age(svc)
 	resp := rankingsResponse{Service: svc, Version: snap.Version, At: snap.At, AgeSeconds: age.Seconds(), Location: loc, Rankings: snap.Rankings}
 	if loc != nil {
 		resp.Rankings = []*steering.Ranking{snap.Lookup(*loc)}
 	}
-	c.Header("Cache-Control", "no-store")
-	c.JSON(http.StatusOK, resp)
+	ok(c, http.StatusOK, resp)
 }

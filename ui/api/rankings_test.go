@@ -1,10 +1,8 @@
-package ui
+package api
 
 import (
 	"flag"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,13 +16,16 @@ var update = flag.Bool("update", false, "rewrite golden files")
 
 var at = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 
-// table is a real steering Table holding a snapshot made by the engine.
-func table(t *testing.T) *steering.Table {
+var testCatalog = steering.Catalog{
+	CDNs:     []steering.CDN{{Name: "cdn-a", Host: "a.example"}, {Name: "cdn-b", Host: "b.example"}},
+	Services: []steering.Service{{Name: "vod", CDNs: []string{"cdn-a", "cdn-b"}}, {Name: "live", CDNs: []string{"cdn-b"}}},
+}
+
+// tableAt is a real steering Table holding a snapshot of vod made by the
+// engine from a minute of views in eu-west and us-east; live has none.
+func tableAt(t *testing.T, now func() time.Time) *steering.Table {
 	t.Helper()
-	cat := steering.Catalog{
-		CDNs:     []steering.CDN{{Name: "cdn-a", Host: "a.example"}, {Name: "cdn-b", Host: "b.example"}},
-		Services: []steering.Service{{Name: "vod", CDNs: []string{"cdn-a", "cdn-b"}}, {Name: "live", CDNs: []string{"cdn-b"}}},
-	}
+	cat := testCatalog
 	eng, err := steering.NewEngine(cat, steering.DefaultPolicy(), at)
 	if err != nil {
 		t.Fatal(err)
@@ -43,7 +44,7 @@ func table(t *testing.T) *steering.Table {
 		}
 		eng.Tick(now)
 	}
-	tbl, err := steering.NewTable(cat, steering.DefaultPolicy().Stale, func() time.Time { return at.Add(61 * time.Second) })
+	tbl, err := steering.NewTable(cat, steering.DefaultPolicy().Stale, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +59,7 @@ func table(t *testing.T) *steering.Table {
 }
 
 func TestRankingsAPI(t *testing.T) {
-	h := NewAPI(Options{Rankings: table(t), Services: []string{"vod", "live"}})
+	e := newEnv(t)
 	for _, tc := range []struct {
 		name, method, url string
 		status            int
@@ -76,17 +77,15 @@ func TestRankingsAPI(t *testing.T) {
 		{"no such endpoint", "GET", "/api/v1/nothing", 404, "", `no such endpoint`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rec := httptest.NewRecorder()
-			h.ServeHTTP(rec, httptest.NewRequest(tc.method, tc.url, nil))
-			body, _ := io.ReadAll(rec.Body)
-			if rec.Code != tc.status {
-				t.Fatalf("status %d, want %d: %s", rec.Code, tc.status, body)
+			code, body, hdr := e.do(t, "viewer", tc.method, tc.url, nil)
+			if code != tc.status {
+				t.Fatalf("status %d, want %d: %s", code, tc.status, body)
 			}
-			if ct := rec.Header().Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+			if ct := hdr.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
 				t.Errorf("content type %q", ct)
 			}
-			if rec.Header().Get("Cache-Control") != "no-store" {
-				t.Errorf("cache-control %q", rec.Header().Get("Cache-Control"))
+			if hdr.Get("Cache-Control") != "no-store" {
+				t.Errorf("cache-control %q", hdr.Get("Cache-Control"))
 			}
 			if tc.contains != "" && !strings.Contains(string(body), tc.contains) {
 				t.Errorf("body %s, want it to contain %s", body, tc.contains)
@@ -116,10 +115,9 @@ func golden(t *testing.T, name string, got []byte) {
 }
 
 func TestRankingsAPIRetryAfter(t *testing.T) {
-	h := NewAPI(Options{Rankings: table(t), Services: []string{"vod", "live"}})
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/rankings?service=live", nil))
-	if rec.Header().Get("Retry-After") != "1" {
-		t.Fatalf("Retry-After = %q", rec.Header().Get("Retry-After"))
+	e := newEnv(t)
+	_, _, hdr := e.do(t, "viewer", http.MethodGet, "/api/v1/rankings?service=live", nil)
+	if hdr.Get("Retry-After") != "1" {
+		t.Fatalf("Retry-After = %q", hdr.Get("Retry-After"))
 	}
 }
