@@ -74,14 +74,25 @@ func TestDemo(t *testing.T) {
 	if r, err := mdns.Exchange(q, dnsAddr); err != nil || r.Rcode != mdns.RcodeSuccess || len(r.Answer) != 1 {
 		t.Errorf("DNS at %s: %v, %v", dnsAddr, r, err)
 	}
+	// Ready once the override topic is read to its end: polled, as a
+	// load balancer would.
 	for _, path := range []string{"/healthz", "/readyz"} {
-		resp, err := http.Get(base + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Errorf("%s: %s", path, resp.Status)
+		var status string
+		for end := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			resp, err := http.Get(base + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+			status = resp.Status + ": " + string(body)
+			if time.Now().After(end) {
+				t.Errorf("%s: %s", path, status)
+				break
+			}
 		}
 	}
 	deadline := time.Now().Add(30 * time.Second)
