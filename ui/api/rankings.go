@@ -10,6 +10,20 @@ import (
 	"github.com/cdnpilot/cdnpilot/steering"
 )
 
+// requireService answers 400 without a service and 404 for one the
+// catalog does not have.
+func (s *Server) requireService(c *gin.Context, svc string) bool {
+	switch {
+	case svc == "":
+		apiError(c, http.StatusBadRequest, "service", "service: required")
+		return false
+	case !s.hasService(svc):
+		apiError(c, http.StatusNotFound, "service", "service: "+strconv.Quote(svc)+" is not a configured service")
+		return false
+	}
+	return true
+}
+
 func (s *Server) hasService(name string) bool {
 	_, found := serviceOf(s.o.Catalog, name)
 	return found
@@ -35,12 +49,7 @@ func (s *Server) rankings(c *gin.Context) {
 		return
 	}
 	svc := q.Get("service")
-	switch {
-	case svc == "":
-		apiError(c, http.StatusBadRequest, "service", "service: required")
-		return
-	case !s.hasService(svc):
-		apiError(c, http.StatusNotFound, "service", "service: "+strconv.Quote(svc)+" is not a configured service")
+	if !s.requireService(c, svc) {
 		return
 	}
 	var loc *steering.Location

@@ -75,12 +75,7 @@ func (s *Server) explain(c *gin.Context) {
 		return
 	}
 	svc := q.Get("service")
-	switch {
-	case svc == "":
-		apiError(c, http.StatusBadRequest, "service", "service: required")
-		return
-	case !s.hasService(svc):
-		apiError(c, http.StatusNotFound, "service", "service: "+strconv.Quote(svc)+" is not a configured service")
+	if !s.requireService(c, svc) {
 		return
 	}
 	given := 0
