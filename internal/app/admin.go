@@ -10,6 +10,7 @@ import (
 	"github.com/cdnpilot/cdnpilot/internal/auth"
 	"github.com/cdnpilot/cdnpilot/internal/config"
 	"github.com/cdnpilot/cdnpilot/internal/geo"
+	"github.com/cdnpilot/cdnpilot/internal/live"
 	"github.com/cdnpilot/cdnpilot/internal/overrides"
 	"github.com/cdnpilot/cdnpilot/internal/replay"
 	"github.com/cdnpilot/cdnpilot/ui/api"
@@ -70,15 +71,40 @@ func (a *App) buildAdmin(ctx context.Context, cfg config.Config, log *slog.Logge
 	if err != nil {
 		return err
 	}
+	// The decision rates come from the decision log: the steer role's
+	// own store in one process, else ClickHouse.
+	var decisions api.DecisionCounter
+	if dc, ok := a.decisions.(api.DecisionCounter); ok {
+		decisions = dc
+	} else if dc, ok := qoe.(api.DecisionCounter); ok {
+		decisions = dc
+	}
+	pol := cfg.Policy()
+	if a.live, err = live.New(a.table, live.Options{Services: serviceNames(cfg), StaleAfter: pol.Stale.Freeze}); err != nil {
+		return fmt.Errorf("admin: %w", err)
+	}
 	a.admin = api.New(api.Options{
 		Auth: a.auth, Catalog: cfg.Catalog(), Rankings: a.table, Overrides: store, Audit: a.audit,
-		QoE: qoe, Replay: qoe, Policy: cfg.Policy(), Geo: loc, ASNs: asns,
+		QoE: qoe, Replay: qoe, Policy: pol, Geo: loc, ASNs: asns,
+		Live: a.live, Decisions: decisions,
+		DecisionSample: map[string]float64{
+			"dns": cfg.DNS.DecisionLogSample, "http": cfg.HTTPSteering.DecisionLogSample,
+			"hls": cfg.HTTPSteering.DecisionLogSample, "dash": cfg.HTTPSteering.DecisionLogSample,
+		},
 		MaxOverrideTTL: ac.MaxOverrideTTL.D(),
 		PerTokenRPS:    ac.RateLimit.PerTokenRPS, PerClientRPS: ac.RateLimit.PerClientRPS, Burst: ac.RateLimit.Burst,
 		CORSOrigins: ac.CORSOrigins, TrustedProxies: trusted, Logger: log,
 	})
 	a.mux.Handle("/api/v1/", a.admin)
 	return nil
+}
+
+func serviceNames(cfg config.Config) []string {
+	out := make([]string, len(cfg.Services))
+	for i, s := range cfg.Services {
+		out[i] = s.Name
+	}
+	return out
 }
 
 // Admin is the admin API, nil unless the admin role runs.

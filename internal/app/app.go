@@ -30,6 +30,7 @@ import (
 	"github.com/cdnpilot/cdnpilot/internal/fleet"
 	"github.com/cdnpilot/cdnpilot/internal/geo"
 	"github.com/cdnpilot/cdnpilot/internal/kafkaio"
+	"github.com/cdnpilot/cdnpilot/internal/live"
 	"github.com/cdnpilot/cdnpilot/internal/overrides"
 	"github.com/cdnpilot/cdnpilot/internal/probe"
 	"github.com/cdnpilot/cdnpilot/internal/scorer"
@@ -109,6 +110,7 @@ type App struct {
 	audit    api.AuditStore
 	auditCH  *analytics.ClickHouse // the admin role's own connection, when the process has none
 	admin    *api.Server
+	live     *live.Tracker
 }
 
 // New builds the process and binds its listeners, so the caller can print
@@ -535,6 +537,9 @@ func (a *App) Run(ctx context.Context) error {
 	if a.dns != nil {
 		srv := a.dns
 		g.Go(func() error { return srv.Run(gctx) })
+	}
+	if a.live != nil {
+		g.Go(func() error { return a.live.Run(gctx) })
 	}
 	if a.declog != nil {
 		dl := a.declog

@@ -88,6 +88,16 @@ type Options struct {
 	// routes (a node without a store).
 	QoE    SeriesSource
 	Replay replay.Source
+	// Live is the live history behind /api/v1/stream; Decisions counts
+	// the decision log for /api/v1/decisions/rate, whose rates are the
+	// counts divided by DecisionSample (per protocol: the share logged).
+	// nil answers 503 on their routes.
+	Live           LiveSource
+	Decisions      DecisionCounter
+	DecisionSample map[string]float64
+	// StreamMax ends a stream after this long (default 10 minutes): the
+	// client reconnects, and so its token is checked again.
+	StreamMax time.Duration
 	// Policy is the steering policy in force: the replay's yardstick.
 	Policy steering.Policy
 	// Geo places an explained client address; ASNs maps an AS number to
@@ -133,6 +143,9 @@ func New(o Options) *Server {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.StreamMax <= 0 {
+		o.StreamMax = 10 * time.Minute
+	}
 	if o.MaxOverrideTTL <= 0 {
 		o.MaxOverrideTTL = 24 * time.Hour
 	}
@@ -142,6 +155,8 @@ func New(o Options) *Server {
 		{"GET", "/api/v1/whoami", auth.RoleViewer, s.whoami},
 		{"GET", "/api/v1/rankings", auth.RoleViewer, s.rankings},
 		{"GET", "/api/v1/decisions/explain", auth.RoleViewer, s.explain},
+		{"GET", "/api/v1/decisions/rate", auth.RoleViewer, s.decisionRate},
+		{"GET", "/api/v1/stream", auth.RoleViewer, s.stream},
 		{"GET", "/api/v1/cdns", auth.RoleViewer, s.cdns},
 		{"GET", "/api/v1/qoe/series", auth.RoleViewer, s.series},
 		{"GET", "/api/v1/overrides", auth.RoleViewer, s.listOverrides},

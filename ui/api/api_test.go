@@ -62,6 +62,10 @@ func (e *env) validRequest(t *testing.T, r Route) (url string, body any) {
 		return url, nil
 	case "POST /api/v1/overrides":
 		return "/api/v1/overrides", e.pinB()
+	case "GET /api/v1/stream":
+		return "/api/v1/stream?service=vod&backlog=60", nil
+	case "GET /api/v1/decisions/rate":
+		return "/api/v1/decisions/rate?service=vod", nil
 	case "POST /api/v1/replay":
 		return "/api/v1/replay", map[string]any{"service": "vod", "from": e.clk.Now().Add(-time.Hour).Format(time.RFC3339),
 			"to": e.clk.Now().Format(time.RFC3339), "step": "5m"}

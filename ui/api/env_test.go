@@ -17,6 +17,7 @@ import (
 	"github.com/cdnpilot/cdnpilot/internal/config"
 	"github.com/cdnpilot/cdnpilot/internal/geo"
 	"github.com/cdnpilot/cdnpilot/internal/kafkaio"
+	"github.com/cdnpilot/cdnpilot/internal/live"
 	"github.com/cdnpilot/cdnpilot/internal/overrides"
 	"github.com/cdnpilot/cdnpilot/steering"
 )
@@ -58,6 +59,8 @@ type env struct {
 	follower *overrides.Follower
 	audit    AuditStore
 	qoe      *analytics.Memory
+	live     *live.Tracker
+	dec      *analytics.DecisionRing
 }
 
 type envOption func(*Options)
@@ -116,8 +119,15 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	e.audit = analytics.NewAuditMemory(0)
 	e.qoe = analytics.NewMemory(analytics.MemoryOptions{})
 	cov := geo.Demo()
+	// The tracker is sampled by the tests (Sample), not run.
+	if e.live, err = live.New(e.table, live.Options{Services: []string{"vod", "live"}, Now: e.clk.Now}); err != nil {
+		t.Fatal(err)
+	}
+	e.dec = analytics.NewDecisionRing(0)
 	o := Options{
-		Auth: a, Catalog: testCatalog, Rankings: e.table, Overrides: e.store, Audit: e.audit,
+		Live: e.live, Decisions: e.dec, DecisionSample: map[string]float64{"dns": 0.5, "http": 1, "hls": 1, "dash": 0},
+		StreamMax: 50 * time.Millisecond,
+		Auth:      a, Catalog: testCatalog, Rankings: e.table, Overrides: e.store, Audit: e.audit,
 		QoE: e.qoe, Replay: e.qoe, Policy: steering.DefaultPolicy(), Geo: cov,
 		ASNs:           map[uint32]geo.Location{64496: {Country: "GB", Region: "eu-west", ASN: 64496}},
 		MaxOverrideTTL: 24 * time.Hour, Now: e.clk.Now,
