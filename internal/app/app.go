@@ -282,9 +282,13 @@ func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) 
 		if err != nil {
 			return nil, err
 		}
+		cdns := make([]string, len(cfg.CDNs))
+		for i, c := range cfg.CDNs {
+			cdns[i] = c.Name
+		}
 		a.fleet = fleet.New(fleet.Options{
 			Target: "http://" + a.httpLn.Addr().String(), Viewers: cfg.Demo.Viewers, Seed: cfg.Demo.Seed,
-			Coverage: cov, Logger: log,
+			Coverage: cov, Services: serviceNames(cfg), CDNs: cdns, Logger: log,
 		})
 	}
 	return a, nil

@@ -38,11 +38,12 @@ type rankingsResponse struct {
 	Rankings   []*steering.Ranking `json:"rankings"`
 }
 
-var rankingsParams = []string{"service", "region", "country", "asn"}
+var rankingsParams = []string{"service", "region", "country", "asn", "level"}
 
 // get answers GET /api/v1/rankings?service=vod[&region=eu-west][&country=GB][&asn=64496]:
-// without a location every scope's ranking; with one, the ranking that
-// answers a client there (its most specific ranked scope).
+// without a location every scope's ranking (level=region: only the
+// regions'); with one, the ranking that answers a client there (its most
+// specific ranked scope).
 func (s *Server) rankings(c *gin.Context) {
 	q := c.Request.URL.Query()
 	if !knownParams(c, q, rankingsParams...) {
@@ -51,6 +52,15 @@ func (s *Server) rankings(c *gin.Context) {
 	svc := q.Get("service")
 	if !s.requireService(c, svc) {
 		return
+	}
+	var level *steering.Level
+	if v := q.Get("level"); q.Has("level") {
+		var l steering.Level
+		if err := l.UnmarshalText([]byte(v)); err != nil {
+			apiError(c, http.StatusBadRequest, "level", "level: "+strconv.Quote(truncate(v, 64))+" is not one of global, country, region, asn")
+			return
+		}
+		level = &l
 	}
 	var loc *steering.Location
 	if q.Has("region") || q.Has("country") || q.Has("asn") {
@@ -72,8 +82,19 @@ func (s *Server) rankings(c *gin.Context) {
 	}
 	age, _ := s.o.Rankings.Age(svc)
 	resp := rankingsResponse{Service: svc, Version: snap.Version, At: snap.At, AgeSeconds: age.Seconds(), Location: loc, Rankings: snap.Rankings}
-	if loc != nil {
+	switch {
+	case loc != nil && level != nil:
+		apiError(c, http.StatusBadRequest, "level", "level: not with a location (region, country, asn), which picks one ranking")
+		return
+	case loc != nil:
 		resp.Rankings = []*steering.Ranking{snap.Lookup(*loc)}
+	case level != nil:
+		resp.Rankings = make([]*steering.Ranking, 0, len(snap.Rankings))
+		for _, r := range snap.Rankings {
+			if r.Scope.Level == *level {
+				resp.Rankings = append(resp.Rankings, r)
+			}
+		}
 	}
 	ok(c, http.StatusOK, resp)
 }
