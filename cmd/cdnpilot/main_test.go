@@ -174,7 +174,7 @@ func TestCommands(t *testing.T) {
 		{args: []string{"ingest", "--dns-addr", "127.0.0.1:53"}, wantErr: "flag provided but not defined: -dns-addr"},
 		{args: []string{"simulate", "--list"}, wantOut: "hard-outage"},
 		{args: []string{"simulate"}, wantErr: "--scenario is required"},
-		{args: []string{"simulate", "--scenario", "hard-outage", "--path", "dns"}, wantErr: `--path "dns" is not available yet`},
+		{args: []string{"simulate", "--scenario", "hard-outage", "--steer-path", "doh"}, wantErr: `--steer-path "doh" is not one of engine, dns, http, hls, dash, mixed`},
 		{args: []string{"simulate", "--scenario", "hard-outage", "--scale", "0"}, wantErr: "--scale 0 is outside"},
 		{args: []string{"simulate", "--scenario", "steady"}, wantErr: "runs forever"},
 		{args: []string{"simulate", "--scenario", filepath.Join(dir, "nope.yaml")}, wantErr: "neither a shipped scenario"},

@@ -268,9 +268,26 @@ func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) 
 		// The steady world has about 460 concurrent viewers at scale 1.
 		sc = sc.Scaled(max(0.01, float64(cfg.Demo.Viewers)/460))
 		sc.Seed = uint64(cfg.Demo.Seed)
-		live := simloop.NewLive(a.table, "http://"+a.httpLn.Addr().String())
-		live.Logger = log
+		// The players ask the real actuators over the network, each view
+		// one of DNS, 302 and content steering (HLS, DASH), so the loop
+		// closes through the code users run and every actuator's
+		// dashboards move.
+		lo := simloop.LiveOptions{
+			Ingest: "http://" + a.httpLn.Addr().String(), // also the /r/ and /steer/ base
+			Path:   simloop.PathMixed, Catalog: cfg.Catalog(),
+			Logger: log, Registerer: a.reg,
+		}
+		if addr := a.DNSAddr(); addr != "" {
+			lo.DNSAddr, lo.Zone = addr, cfg.DNS.Zones[0]
+		} else {
+			lo.Mix = []simloop.Path{simloop.PathHTTP, simloop.PathHLS, simloop.PathDASH}
+		}
+		live, err := simloop.NewLiveWith(a.table, lo)
+		if err != nil {
+			return nil, err
+		}
 		a.players = func(ctx context.Context) error {
+			defer live.Close()
 			_, err := sim.Run(ctx, sc, live, sim.RunOptions{RealTime: true, Policy: "demo", Logger: log})
 			return err
 		}

@@ -7,7 +7,10 @@
 // the scorer and the Table all read the simulator's clock, and every step
 // waits until the scorer has seen every beacon sent and the node holds the
 // snapshot of that instant, so a 15-minute scenario runs in seconds and
-// the same seed gives the same run.
+// the same seed gives the same run. On a steering path other than the
+// engine's, the loop also runs the real steering DNS, redirector and
+// content steering server over that Table, on loopback, and the views
+// ask them over the network.
 package simloop
 
 import (
@@ -26,10 +29,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cdnpilot/cdnpilot/beacons"
+	"github.com/cdnpilot/cdnpilot/dns"
 	"github.com/cdnpilot/cdnpilot/internal/geo"
 	"github.com/cdnpilot/cdnpilot/internal/kafkaio"
 	"github.com/cdnpilot/cdnpilot/internal/scorer"
 	"github.com/cdnpilot/cdnpilot/steering"
+	"github.com/cdnpilot/cdnpilot/steering/redirect"
 )
 
 // Options configure a Loop.
@@ -41,7 +46,13 @@ type Options struct {
 	Logger *slog.Logger
 	// Concurrency bounds the beacon posts in flight.
 	Concurrency int
+	// SteerPath is how views ask for a CDN; "" is PathEngine, the Table
+	// in process (what make bench-steering measures).
+	SteerPath Path
 }
+
+// simZone is the zone the loop's steering DNS serves, the demo's.
+const simZone = "demo.cdnpilot.test."
 
 // Loop is a sim.Loop through ingest, Kafka, the scorer and a Table.
 type Loop struct {
@@ -61,6 +72,8 @@ type Loop struct {
 	runErrs chan error
 
 	poster *poster
+	steer  *steerer
+	dns    *dns.Server // nil unless a path asks the DNS
 }
 
 const (
@@ -76,9 +89,17 @@ func Start(ctx context.Context, o Options) (_ *Loop, err error) {
 	if o.Concurrency <= 0 {
 		o.Concurrency = 64
 	}
-	l := &Loop{log: o.Logger, runErrs: make(chan error, 2)}
+	if o.SteerPath == "" {
+		o.SteerPath = PathEngine
+	}
+	if _, err := ParsePath(string(o.SteerPath)); err != nil {
+		return nil, fmt.Errorf("steering path: %w", err)
+	}
+	l := &Loop{log: o.Logger, runErrs: make(chan error, 3)}
 	l.clock.Store(o.Start.UnixNano())
 	now := func() time.Time { return time.Unix(0, l.clock.Load()) }
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	l.stop = cancel
 	defer func() {
 		if err != nil {
 			l.Close()
@@ -93,6 +114,9 @@ func Start(ctx context.Context, o Options) (_ *Loop, err error) {
 	}
 	brokers := l.broker.Addrs()
 	reg := prometheus.NewRegistry()
+	if l.table, err = steering.NewTable(o.Catalog, o.Policy.Stale, now); err != nil {
+		return nil, err
+	}
 
 	// Ingest, as deployed: the players are behind a trusted loopback
 	// proxy that sets X-Forwarded-For, like the demo's.
@@ -101,15 +125,39 @@ func Start(ctx context.Context, o Options) (_ *Loop, err error) {
 	}
 	prod := beacons.NewProducer(l.writer, beacons.ProducerOptions{Retries: 3, Timeout: 10 * time.Second, Registerer: reg})
 	loop4, loop6 := netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")
-	h := beacons.NewHandler(prod, geo.Chain{geo.Demo()}, beacons.Options{
+	loc := geo.Chain{geo.Demo()}
+	h := beacons.NewHandler(prod, loc, beacons.Options{
 		MaxBodyBytes: 1 << 20, MaxBeaconsPerBody: 1000, TrustedProxies: []netip.Prefix{loop4, loop6},
 		MaxClockSkew: 24 * time.Hour, Now: now, Logger: o.Logger, Registerer: reg,
 	})
 	mux := http.NewServeMux()
 	h.Register(mux)
+	if o.SteerPath != PathEngine && o.SteerPath != PathDNS {
+		// The redirector and content steering, trusting the same proxy.
+		rs, err := redirect.New(redirect.Options{
+			Catalog: o.Catalog, Decider: l.table, Geo: loc, TrustedProxies: []netip.Prefix{loop4, loop6},
+			Logger: o.Logger, Registerer: reg, Now: now,
+		})
+		if err != nil {
+			return nil, err
+		}
+		rs.Register(mux)
+	}
+	if o.SteerPath == PathDNS || o.SteerPath == PathMixed {
+		if err := l.startDNS(rctx, o, loc, reg, now); err != nil {
+			return nil, err
+		}
+	}
 	l.srv = httptest.NewServer(mux)
 	l.client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.Concurrency, DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext}}
 	l.poster = newPoster(l.srv.URL, l.client, o.Concurrency)
+	so := steerOptions{Path: o.SteerPath, HTTPBase: l.srv.URL, Zone: simZone, Catalog: o.Catalog, Registerer: reg}
+	if l.dns != nil {
+		so.DNSAddr = l.dns.Addr()
+	}
+	if l.steer, err = newSteerer(so); err != nil {
+		return nil, err
+	}
 
 	eng, err := steering.NewEngine(o.Catalog, o.Policy, o.Start)
 	if err != nil {
@@ -121,14 +169,8 @@ func Start(ctx context.Context, o Options) (_ *Loop, err error) {
 		return nil, err
 	}
 	l.scorer = scorer.New(eng, rd, l.rankW, scorer.Options{Now: now, Logger: o.Logger, Registerer: reg})
-	if l.table, err = steering.NewTable(o.Catalog, o.Policy.Stale, now); err != nil {
-		_ = rd.Close()
-		return nil, err
-	}
 	sub := scorer.NewSubscriber(l.table, l.svcs, scorer.SubscriberOptions{Brokers: brokers, Topic: rankingsTopic, Logger: o.Logger})
 
-	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	l.stop = cancel
 	l.done.Go(func() {
 		defer rd.Close()
 		if err := l.scorer.Run(rctx); err != nil {
@@ -143,20 +185,50 @@ func Start(ctx context.Context, o Options) (_ *Loop, err error) {
 	return l, nil
 }
 
+// startDNS runs the steering DNS over the table on a free loopback port
+// until ctx is done, as a steering node runs it (no rate limit: every
+// simulated resolver is on 127.0.0.1).
+func (l *Loop) startDNS(ctx context.Context, o Options, loc geo.Lookuper, reg prometheus.Registerer, now func() time.Time) error {
+	s, err := dns.New(dns.Options{
+		Zones: []string{simZone}, TTL: 20 * time.Second, IncidentTTL: 10 * time.Second, ApexTTL: time.Hour,
+		SOA: dns.SOA{
+			MName: "ns1." + simZone, RName: "hostmaster." + simZone, Serial: 1,
+			Refresh: time.Hour, Retry: 10 * time.Minute, Expire: 7 * 24 * time.Hour, Minimum: time.Minute,
+		},
+		NS:      []dns.NameServer{{Name: "ns1." + simZone, Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}}},
+		Catalog: o.Catalog, Decider: l.table, Geo: loc,
+		Logger: o.Logger, Registerer: reg, Now: now,
+	})
+	if err != nil {
+		return err
+	}
+	if err := s.Listen("127.0.0.1:0"); err != nil {
+		return err
+	}
+	l.dns = s
+	l.done.Go(func() {
+		if err := s.Run(ctx); err != nil {
+			l.runErrs <- fmt.Errorf("steering dns: %w", err)
+		}
+	})
+	return nil
+}
+
 // Table is the steering node's table (for paths other than the engine's).
 func (l *Loop) Table() *steering.Table { return l.table }
 
 // Now is the virtual clock.
 func (l *Loop) Now() time.Time { return time.Unix(0, l.clock.Load()) }
 
-// Steer asks the node's Table, as a steering node does.
-func (l *Loop) Steer(_ context.Context, q steering.Query, _ netip.Addr) (string, error) {
-	d, err := l.table.Decide(q)
-	if err != nil {
-		return "", err
-	}
-	return d.CDN, nil
+// Steer asks the view's path: the node's Table, or the loop's DNS,
+// redirector or content steering over loopback (falling back to the
+// Table when a request fails).
+func (l *Loop) Steer(ctx context.Context, q steering.Query, client netip.Addr) (string, error) {
+	return l.steer.steer(ctx, l.table, l.log, q, client)
 }
+
+// Stats are the steering requests per path so far, and how many failed.
+func (l *Loop) Stats() map[Path]PathStats { return l.steer.snapshot() }
 
 // Send posts one client's beacons to ingest in the background; Advance
 // waits for them.
@@ -220,6 +292,9 @@ func (l *Loop) Close() error {
 	}
 	if l.client != nil {
 		l.client.CloseIdleConnections()
+	}
+	if l.steer != nil {
+		l.steer.close()
 	}
 	if l.writer != nil {
 		errs = append(errs, l.writer.Close())

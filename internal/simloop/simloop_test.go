@@ -2,6 +2,7 @@ package simloop
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -59,5 +60,81 @@ func TestClosedLoop(t *testing.T) {
 	}
 	if s.SteerErrors != 0 || s.Beacons == 0 {
 		t.Errorf("steer errors %d, beacons %d", s.SteerErrors, s.Beacons)
+	}
+}
+
+// TestClosedLoopMixed runs a short steady world with every view asking
+// one of the loop's real actuators over loopback (DNS, redirector, HLS
+// and DASH content steering): all four are asked and none fails.
+func TestClosedLoopMixed(t *testing.T) {
+	sc, err := sim.Load("steady")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.Duration = sim.Duration(5 * time.Second)
+	sc = sc.Scaled(0.5)
+	start := time.Now().Truncate(time.Second)
+	l, err := Start(t.Context(), Options{Catalog: sc.Catalog(), Policy: steering.DefaultPolicy(), Start: start, SteerPath: PathMixed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := l.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	res, err := sim.Run(t.Context(), sc, l, sim.RunOptions{Start: start, Policy: "engine"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := res.Summary; s.SteerErrors != 0 || s.Beacons == 0 || s.Views == 0 {
+		t.Errorf("steer errors %d, beacons %d, views %d", s.SteerErrors, s.Beacons, s.Views)
+	}
+	stats := l.Stats()
+	for _, p := range actuators {
+		if s := stats[p]; s.Requests == 0 || s.Failures != 0 {
+			t.Errorf("%s: %+v", p, s)
+		}
+	}
+	if _, ok := stats[PathEngine]; ok || len(stats) != len(actuators) {
+		t.Errorf("stats %v", stats)
+	}
+}
+
+// TestLoopPaths: the loop starts the servers each path asks (and only
+// those), and a view steered through them gets the node's answer.
+func TestLoopPaths(t *testing.T) {
+	sc, err := sim.Load("steady")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range Paths {
+		t.Run(string(path), func(t *testing.T) {
+			l, err := Start(t.Context(), Options{Catalog: sc.Catalog(), Policy: steering.DefaultPolicy(), Start: time.Now(), SteerPath: path})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				if err := l.Close(); err != nil {
+					t.Error(err)
+				}
+			}()
+			if (l.dns != nil) != (path == PathDNS || path == PathMixed) {
+				t.Errorf("dns server running: %v", l.dns != nil)
+			}
+			q, addr := viewer(t, "loop-view", "100.64.1.2")
+			got, err := l.Steer(t.Context(), q, addr)
+			if err != nil || got != "cdn-a" { // the static order: no snapshot yet
+				t.Fatalf("%q, %v", got, err)
+			}
+			for p, s := range l.Stats() {
+				if s.Requests != 1 || s.Failures != 0 {
+					t.Errorf("%s: %+v", p, s)
+				}
+			}
+		})
+	}
+	if _, err := Start(t.Context(), Options{Catalog: sc.Catalog(), SteerPath: "doh"}); err == nil || !strings.Contains(err.Error(), `"doh" is not one of`) {
+		t.Errorf("Start with a bad path: %v", err)
 	}
 }
