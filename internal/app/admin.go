@@ -14,6 +14,7 @@ import (
 	"github.com/cdnpilot/cdnpilot/internal/overrides"
 	"github.com/cdnpilot/cdnpilot/internal/replay"
 	"github.com/cdnpilot/cdnpilot/ui/api"
+	"github.com/cdnpilot/cdnpilot/ui/web"
 )
 
 // buildAdmin mounts the admin API on /api/v1/: overrides written to the
@@ -96,6 +97,10 @@ func (a *App) buildAdmin(ctx context.Context, cfg config.Config, log *slog.Logge
 		CORSOrigins: ac.CORSOrigins, TrustedProxies: trusted, Logger: log,
 	})
 	a.mux.Handle("/api/v1/", a.admin)
+	// The web UI: a client of the API above, nothing more.
+	ui := web.Handler()
+	a.mux.Handle("GET /{$}", ui)
+	a.mux.Handle("GET /ui/", ui)
 	return nil
 }
 

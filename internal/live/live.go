@@ -88,7 +88,8 @@ type Message struct {
 	Event *Event
 }
 
-// History is what a subscriber gets first.
+// History is what a subscriber gets first: a tick a second over up to 15
+// minutes, one per 10 s up to an hour, one a minute up to a day.
 type History struct {
 	Service    string  `json:"service"`
 	Resolution float64 `json:"resolution_seconds"`
@@ -110,7 +111,10 @@ const (
 	fineKeep   = time.Hour
 	coarseKeep = 24 * time.Hour
 	coarseStep = time.Minute
-	maxEvents  = 2000
+	// A history over more than fullFine is sent a tick per midStep.
+	fullFine  = 15 * time.Minute
+	midStep   = 10 * time.Second
+	maxEvents = 2000
 	// subBuffer is how far a subscriber may fall behind before it is cut
 	// off (it reconnects and gets the history again).
 	subBuffer = 64
@@ -427,14 +431,24 @@ func (t *Tracker) Subscribe(service string, backlog time.Duration) (History, <-c
 	defer t.mu.Unlock()
 	since := t.o.Now().Add(-backlog)
 	h := History{Service: service, Resolution: 1, Ticks: []Tick{}, Events: []Event{}}
-	src := st.fine
-	if backlog > fineKeep {
+	src, every := st.fine, time.Duration(0)
+	switch {
+	case backlog > fineKeep:
 		src, h.Resolution = st.coarse, coarseStep.Seconds()
+	case backlog > fullFine:
+		// An hour at a second is 3,600 ticks: megabytes with 50 CDNs.
+		every, h.Resolution = midStep, midStep.Seconds()
 	}
+	var last time.Time
 	for _, tk := range src {
-		if !tk.At.Before(since) {
-			h.Ticks = append(h.Ticks, tk)
+		if tk.At.Before(since) {
+			continue
 		}
+		if every > 0 && !last.IsZero() && tk.At.Truncate(every).Equal(last.Truncate(every)) {
+			continue
+		}
+		h.Ticks = append(h.Ticks, tk)
+		last = tk.At
 	}
 	for _, e := range t.events {
 		if e.Service == service && !e.At.Before(since) {

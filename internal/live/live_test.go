@@ -202,7 +202,7 @@ func TestTrackerEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cancel2()
-	if h.Resolution != 1 || len(h.Ticks) < 10 || len(h.Events) < 10 {
+	if h.Resolution != 10 || len(h.Ticks) < 2 || len(h.Events) < 10 {
 		t.Errorf("history: resolution %v, %d ticks, %d events", h.Resolution, len(h.Ticks), len(h.Events))
 	}
 	for _, e := range h.Events {
@@ -257,7 +257,8 @@ func TestSubscribe(t *testing.T) {
 		min, max   int
 	}{
 		{time.Minute, 1, 60, 61},
-		{time.Hour, 1, 3600, 3601},
+		{15 * time.Minute, 1, 900, 901},
+		{time.Hour, 10, 360, 361},
 		{2 * time.Hour, 60, 120, 121},
 		{24 * time.Hour, 60, 120, 121},
 	} {

@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -38,7 +39,7 @@ type rankingsResponse struct {
 	Rankings   []*steering.Ranking `json:"rankings"`
 }
 
-var rankingsParams = []string{"service", "region", "country", "asn", "level"}
+var rankingsParams = []string{"service", "region", "country", "asn", "level", "stats"}
 
 // get answers GET /api/v1/rankings?service=vod[&region=eu-west][&country=GB][&asn=64496]:
 // without a location every scope's ranking (level=region: only the
@@ -61,6 +62,15 @@ func (s *Server) rankings(c *gin.Context) {
 			return
 		}
 		level = &l
+	}
+	stats := true
+	if v := q.Get("stats"); q.Has("stats") {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			apiError(c, http.StatusBadRequest, "stats", "stats: "+strconv.Quote(truncate(v, 64))+" is not true or false")
+			return
+		}
+		stats = b
 	}
 	var loc *steering.Location
 	if q.Has("region") || q.Has("country") || q.Has("asn") {
@@ -96,5 +106,26 @@ func (s *Server) rankings(c *gin.Context) {
 			}
 		}
 	}
+	if !stats {
+		resp.Rankings = withoutStats(resp.Rankings)
+	}
 	ok(c, http.StatusOK, resp)
+}
+
+// withoutStats copies rankings leaving out each choice's window figures:
+// most of a large snapshot's bytes, and nothing a matrix shows.
+func withoutStats(rs []*steering.Ranking) []*steering.Ranking {
+	out := make([]*steering.Ranking, len(rs))
+	for i, r := range rs {
+		if r == nil {
+			continue
+		}
+		c := *r
+		c.Choices = slices.Clone(r.Choices)
+		for j := range c.Choices {
+			c.Choices[j].Stats = nil
+		}
+		out[i] = &c
+	}
+	return out
 }

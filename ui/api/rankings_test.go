@@ -64,20 +64,24 @@ func TestRankingsAPI(t *testing.T) {
 		name, method, url string
 		status            int
 		golden, contains  string
+		absent            string
 	}{
-		{"one location", "GET", "/api/v1/rankings?service=vod&region=eu-west&asn=64496", 200, "rankings_location.json", ""},
-		{"every scope", "GET", "/api/v1/rankings?service=vod", 200, "rankings_all.json", ""},
-		{"unknown region falls back", "GET", "/api/v1/rankings?service=vod&region=mars", 200, "", `"level":"global"`},
-		{"no service", "GET", "/api/v1/rankings", 400, "", `{"error":"service: required","field":"service"}`},
-		{"unknown service", "GET", "/api/v1/rankings?service=radio", 404, "", `"service: \"radio\" is not a configured service"`},
-		{"no snapshot yet", "GET", "/api/v1/rankings?service=live", 503, "", `no ranking snapshot for \"live\" yet`},
-		{"bad asn", "GET", "/api/v1/rankings?service=vod&asn=AS1", 400, "", `"field":"asn"`},
-		{"regions only", "GET", "/api/v1/rankings?service=vod&level=region", 200, "rankings_regions.json", ""},
-		{"bad level", "GET", "/api/v1/rankings?service=vod&level=city", 400, "", `"field":"level"`},
-		{"level with a location", "GET", "/api/v1/rankings?service=vod&level=region&region=eu-west", 400, "", `"field":"level"`},
-		{"unknown parameter", "GET", "/api/v1/rankings?service=vod&regoin=x", 400, "", `unknown query parameter \"regoin\"`},
-		{"wrong method", "POST", "/api/v1/rankings?service=vod", 405, "", `POST is not allowed`},
-		{"no such endpoint", "GET", "/api/v1/nothing", 404, "", `no such endpoint`},
+		{"one location", "GET", "/api/v1/rankings?service=vod&region=eu-west&asn=64496", 200, "rankings_location.json", "", ""},
+		{"every scope", "GET", "/api/v1/rankings?service=vod", 200, "rankings_all.json", "", ""},
+		{"unknown region falls back", "GET", "/api/v1/rankings?service=vod&region=mars", 200, "", `"level":"global"`, ""},
+		{"no service", "GET", "/api/v1/rankings", 400, "", `{"error":"service: required","field":"service"}`, ""},
+		{"unknown service", "GET", "/api/v1/rankings?service=radio", 404, "", `"service: \"radio\" is not a configured service"`, ""},
+		{"no snapshot yet", "GET", "/api/v1/rankings?service=live", 503, "", `no ranking snapshot for \"live\" yet`, ""},
+		{"bad asn", "GET", "/api/v1/rankings?service=vod&asn=AS1", 400, "", `"field":"asn"`, ""},
+		{"regions only", "GET", "/api/v1/rankings?service=vod&level=region", 200, "rankings_regions.json", "", ""},
+		{"regions without stats", "GET", "/api/v1/rankings?service=vod&level=region&stats=false", 200, "", `"leader":true`, `"stats"`},
+		{"with stats", "GET", "/api/v1/rankings?service=vod&level=region", 200, "", `"stats"`, ""},
+		{"bad stats", "GET", "/api/v1/rankings?service=vod&stats=no", 400, "", `"field":"stats"`, ""},
+		{"bad level", "GET", "/api/v1/rankings?service=vod&level=city", 400, "", `"field":"level"`, ""},
+		{"level with a location", "GET", "/api/v1/rankings?service=vod&level=region&region=eu-west", 400, "", `"field":"level"`, ""},
+		{"unknown parameter", "GET", "/api/v1/rankings?service=vod&regoin=x", 400, "", `unknown query parameter \"regoin\"`, ""},
+		{"wrong method", "POST", "/api/v1/rankings?service=vod", 405, "", `POST is not allowed`, ""},
+		{"no such endpoint", "GET", "/api/v1/nothing", 404, "", `no such endpoint`, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, body, hdr := e.do(t, "viewer", tc.method, tc.url, nil)
@@ -92,6 +96,9 @@ func TestRankingsAPI(t *testing.T) {
 			}
 			if tc.contains != "" && !strings.Contains(string(body), tc.contains) {
 				t.Errorf("body %s, want it to contain %s", body, tc.contains)
+			}
+			if tc.absent != "" && strings.Contains(string(body), tc.absent) {
+				t.Errorf("body has %s: %.300s", tc.absent, body)
 			}
 			if tc.golden != "" {
 				golden(t, tc.golden, body)
