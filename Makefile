@@ -7,7 +7,7 @@ STATICCHECK_VERSION ?= v0.8.2
 FUZZTIME ?= 2m
 BENCHTIME ?= 5x
 
-.PHONY: all test deps check lint fmt bench bench-steering bench-dns bench-http fuzz demo build
+.PHONY: all test deps check lint fmt bench bench-steering bench-dns bench-http bench-ui fuzz demo build
 
 all: check
 
@@ -64,6 +64,13 @@ bench-http:
 	@.ci/deps bench-http
 	$(GO) test -run '^$$' -bench HTTPPerf -benchtime 1x -timeout 20m -v ./steering/redirect/httpbench/
 	$(GO) test -run '^$$' -bench . -benchmem ./steering/redirect/
+
+## bench-ui: the web UI in chromium against a demo holding 50 CDNs x 300
+## regions: first paint, longest main-thread task and frame gap while the
+## overview updates, the regions matrix render. Figures go to
+## docs/BENCHMARKS.md; screenshots to e2e/artifacts/uibench.
+bench-ui: deps
+	$(GO) test -run '^$$' -bench WebUI -benchtime 1x -timeout 20m -v ./e2e/
 
 ## fuzz: run every fuzz target for FUZZTIME each (not part of `make test`).
 fuzz:

@@ -63,6 +63,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	fmt.Fprintf(stdout, `cdnpilot demo is running (%d synthetic viewers, %s, %s)
 
+  web UI           %s/  (sign in with the admin token below)
   beacon ingest    POST %s/v1/beacons
   CMCD ingest      POST|GET %s/v1/cmcd?service=vod
   admin API        %s/api/v1/  (OpenAPI: /api/v1/openapi.json; docs/API.md)
@@ -76,6 +77,6 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
   health           %s/healthz  %s/readyz
 
 Press Ctrl-C to stop; accepted beacons are flushed before exit.
-`, cfg.Demo.Viewers, broker, store, base, base, base, cfg.Admin.Token, tokenNote, base, base, dnsLine, base, base, base, base, base)
+`, cfg.Demo.Viewers, broker, store, base, base, base, base, cfg.Admin.Token, tokenNote, base, base, dnsLine, base, base, base, base, base)
 	return a.Run(ctx)
 }

@@ -95,6 +95,16 @@ func TestDemo(t *testing.T) {
 			}
 		}
 	}
+	// The web UI is served at / with no build step.
+	if resp, err := http.Get(base + "/"); err != nil {
+		t.Error(err)
+	} else {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") || !strings.Contains(string(body), `src="/ui/app.js"`) {
+			t.Errorf("GET /: %s %q %.200s", resp.Status, resp.Header.Get("Content-Type"), body)
+		}
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		stored := metric(t, base, "cdnpilot_consumer_records_total")
