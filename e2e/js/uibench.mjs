@@ -57,16 +57,18 @@ await page.screenshot({ path: path.join(outDir, 'overview-50x300.png') });
 await reset();
 const t0 = Date.now();
 await page.click('nav a[data-nav=regions]');
-await page.waitForFunction((n) => document.querySelectorAll('table[data-testid=regions-matrix] tbody tr[data-region]').length >= n, 300, { timeout: 30000 });
+// The bench starts once 95 % of the 300 regions are ranked.
+await page.waitForFunction((n) => document.querySelectorAll('table[data-testid=regions-matrix] tbody tr[data-region]').length >= n, 285, { timeout: 30000 });
+const regionRows = await page.$$eval('table[data-testid=regions-matrix] tbody tr[data-region]', (r) => r.length);
 const regionsRender = Date.now() - t0;
 await page.waitForTimeout(15000);
 const regionsTask = await maxOf('tasks');
-console.log(`regions: matrix of 300 regions in ${regionsRender} ms; longest task ${regionsTask.toFixed(0)} ms`);
+console.log(`regions: matrix of ${regionRows} regions in ${regionsRender} ms; longest task ${regionsTask.toFixed(0)} ms`);
 await page.screenshot({ path: path.join(outDir, 'regions-50x300.png') });
 if (errors.length) console.log(`console errors: ${errors.slice(0, 5).join(' | ')}`);
 
 console.log(JSON.stringify({
   first_paint_ms: firstPaint, overview_max_task_ms: overviewTask, overview_max_frame_ms: overviewFrame,
-  regions_render_ms: regionsRender, regions_max_task_ms: regionsTask, console_errors: errors.length,
+  regions_render_ms: regionsRender, regions_max_task_ms: regionsTask, regions: regionRows, console_errors: errors.length,
 }));
 await browser.close();
