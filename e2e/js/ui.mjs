@@ -179,6 +179,47 @@ await step('explain a decision', async () => {
   return `100.64.1.2 -> ${got}`;
 });
 
+await step('override: extend, then expire', async () => {
+  await nav('overrides');
+  const row = `table[data-testid=overrides-table] tbody tr[data-id="${overrideID}"]`;
+  const confirm = async (reason, minutes) => {
+    await page.waitForSelector('dialog[data-confirm][open]', { timeout: 5000 });
+    if (minutes) await page.fill('dialog[data-confirm] input[name=expires_in]', String(minutes));
+    await page.fill('dialog[data-confirm] input[name=reason]', reason);
+    await page.click('dialog[data-confirm] [data-testid=confirm-submit]');
+    await page.waitForFunction(() => !document.querySelector('dialog[data-confirm]').open, null, { timeout: 10000 });
+  };
+  // The expiry is the row's last time element.
+  const expiry = () => page.$$eval(`${row} time`, (ts) => ts[ts.length - 1].dateTime);
+  const before = await expiry();
+  await page.click(`${row} button[data-action=extend]`);
+  await confirm('UI test: needs longer', 120);
+  await page.waitForFunction(([sel, was]) => {
+    const ts = document.querySelector(sel)?.querySelectorAll('time');
+    return ts && ts.length && ts[ts.length - 1].dateTime > was;
+  }, [row, before], { timeout: 10000 });
+  const after = await expiry();
+  await page.click(`${row} button[data-action=expire]`);
+  await confirm('UI test: done');
+  // Expired: gone from the active list, and eu-west is back to measured
+  // steering.
+  await page.waitForFunction((sel) => {
+    const r = document.querySelector(sel);
+    return !r || r.dataset.state !== 'active';
+  }, row, { timeout: 10000 });
+  await nav('regions');
+  await page.waitForFunction((id) => !document.querySelector(`table[data-testid=regions-matrix] td[data-override="${id}"]`)
+    && document.querySelector('table[data-testid=regions-matrix] tr[data-region=eu-west] td[data-winner=true]'), overrideID, { timeout: 10000 });
+  await nav('audit');
+  await page.fill('[name=action]', '').catch(() => page.selectOption('[name=action]', ''));
+  await page.press('[name=actor]', 'Enter').catch(() => {});
+  await page.waitForFunction((id) => {
+    const rows = [...document.querySelectorAll('table[data-testid=audit-table] tbody tr')].map((r) => r.textContent);
+    return ['override.create', 'override.extend', 'override.delete'].every((a) => rows.some((t) => t.includes(a) && t.includes(id)));
+  }, overrideID, { timeout: 10000 });
+  return `expiry ${before} -> ${after}, then expired; all three audited`;
+});
+
 await step('health', async () => {
   await nav('health');
   await page.waitForSelector('table[data-testid=health-matrix] tbody tr', { timeout: 10000 });
