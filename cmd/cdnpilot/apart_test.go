@@ -25,6 +25,9 @@ import (
 	"github.com/cdnpilot/cdnpilot/internal/config"
 	"github.com/cdnpilot/cdnpilot/internal/kafkaio"
 	"github.com/cdnpilot/cdnpilot/internal/ledgertest"
+	"github.com/cdnpilot/cdnpilot/internal/sim"
+	"github.com/cdnpilot/cdnpilot/internal/simloop"
+	"github.com/cdnpilot/cdnpilot/steering"
 )
 
 // child is one cdnpilot process of the test (the test binary runs as
@@ -121,7 +124,8 @@ func (c *child) kill(t *testing.T) {
 
 // TestRolesApart is the multi-process fault test: the devbroker, a real
 // ClickHouse, 2 ingest, 1 consume, 1 score, 2 steer and 1 admin process,
-// with beacons posted through both ingest processes and DNS queries to
+// with the simulator's players and a ledgered beacon generator posting
+// through both ingest processes, and players and DNS probes steered by
 // both steer processes. Mid-run one steer and the consumer are SIGKILLed
 // and restarted. Every acknowledged beacon is stored exactly once, the
 // surviving steer kept answering from current rankings, an override made
@@ -180,7 +184,10 @@ ingest:
 	ingest := []*child{role("ingest-1", "ingest"), role("ingest-2", "ingest")}
 	consume := role("consume", "consume")
 	role("score", "score")
-	steer := []*child{role("steer-1", "steer", "--dns-addr", "127.0.0.1:0"), role("steer-2", "steer", "--dns-addr", "127.0.0.1:0")}
+	// steer-1 comes back on the same addresses after its SIGKILL, as a
+	// restarted pod behind its Service would.
+	steer1 := []string{"--http-addr", freeAddr(t), "--dns-addr", freeAddr(t)}
+	steer := []*child{role("steer-1", "steer", steer1...), role("steer-2", "steer", "--dns-addr", "127.0.0.1:0")}
 	admin := role("admin", "admin")
 
 	// Load: beacons through both ingest processes (every acknowledged
@@ -198,6 +205,37 @@ ingest:
 	}
 	ctx, cancelLoad := context.WithCancel(t.Context())
 	var load sync.WaitGroup
+
+	// The simulator's players, through ingest-1 and steer-1 and through
+	// ingest-2 and steer-2, each view steered by DNS, 302 or content
+	// steering.
+	cfg := config.Default()
+	fallback, err := steering.NewTable(cfg.Catalog(), cfg.Policy().Stale, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := sim.Load("steady")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc = sc.Scaled(60.0 / 460)
+	var players [2]*simloop.Live
+	for i := range players {
+		if players[i], err = simloop.NewLiveWith(fallback, simloop.LiveOptions{
+			Ingest: "http://" + ingest[i].http, HTTPBase: "http://" + steer[i].http, DNSAddr: steer[i].dns, Zone: cfg.DNS.Zones[0],
+			Catalog: cfg.Catalog(), Path: simloop.PathMixed,
+		}); err != nil {
+			t.Fatal(err)
+		}
+		load.Add(1)
+		go func() {
+			defer load.Done()
+			defer players[i].Close()
+			if _, err := sim.Run(ctx, sc, players[i], sim.RunOptions{RealTime: true, Policy: "apart"}); err != nil && ctx.Err() == nil {
+				t.Errorf("simulated players %d: %v", i+1, err)
+			}
+		}()
+	}
 	load.Add(1)
 	go func() {
 		defer load.Done()
@@ -255,8 +293,7 @@ ingest:
 	if age, ok := gauge(steer[1].http, "cdnpilot_snapshot_age_seconds"); !ok || age > 3 {
 		t.Errorf("steer-2's ranking snapshot is %v s old with steer-1 and the consumer dead (found %v)", age, ok)
 	}
-	steer[0] = role("steer-1 (restarted)", "steer", "--dns-addr", "127.0.0.1:0")
-	steerAddrs[0].Store(steer[0].dns)
+	steer[0] = role("steer-1 (restarted)", "steer", steer1...)
 	role("consume (restarted)", "consume")
 
 	// An override made on the admin process reaches both steer processes.
@@ -306,7 +343,22 @@ ingest:
 		t.Errorf("%d bad steering answers, first: %s", len(bad), bad[0])
 	}
 	t.Logf("%d beacons acknowledged; DNS answers: steer-1 %d, steer-2 %d", len(acked), answers[0].Load(), answers[1].Load())
-	ledgertest.Check(t, acked, final, false)
+	// The players' beacons are stored too, but only the generator's acks
+	// are in the ledger.
+	ledgertest.Check(t, acked, final, true)
+	for i, p := range players {
+		var reqs, fails int64
+		for _, st := range p.Stats() {
+			reqs, fails = reqs+st.Requests, fails+st.Failures
+		}
+		t.Logf("simulated players %d: %d steering requests, %d failed over to the engine", i+1, reqs, fails)
+		switch {
+		case reqs == 0:
+			t.Errorf("simulated players %d asked no steering", i+1)
+		case i == 1 && fails > 0:
+			t.Errorf("simulated players through steer-2, which never died: %d of %d steering requests failed", fails, reqs)
+		}
+	}
 	for i := len(all) - 1; i >= 0; i-- {
 		if c := all[i]; c.cmd.ProcessState == nil {
 			c.stop(t)
@@ -393,4 +445,24 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// freeAddr is a loopback address free for both TCP and UDP now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	for range 20 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		u, err := net.ListenPacket("udp", addr)
+		l.Close()
+		if err == nil {
+			u.Close()
+			return addr
+		}
+	}
+	t.Fatal("no free loopback port for TCP and UDP")
+	return ""
 }
