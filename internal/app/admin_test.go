@@ -7,11 +7,13 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
 	mdns "github.com/miekg/dns"
 
+	"github.com/cdnpilot/cdnpilot/internal/chserver"
 	"github.com/cdnpilot/cdnpilot/internal/config"
 	"github.com/cdnpilot/cdnpilot/steering"
 	"github.com/cdnpilot/cdnpilot/ui/api"
@@ -142,4 +144,49 @@ func TestOverrideReachesSteeringNode(t *testing.T) {
 		t.Fatalf("delete: %d %s", code, body)
 	}
 	t.Logf("delete reached the steering node in %v", reach("cdn-a.demo.cdnpilot.test.").Round(time.Millisecond))
+}
+
+// TestAdminReadyzAuditStore: /readyz of an admin process names its own
+// dependency, the audit store: ready while ClickHouse answers, 503
+// naming it once ClickHouse is gone.
+func TestAdminReadyzAuditStore(t *testing.T) {
+	srv := chserver.ForTestServer(t)
+	cfg := config.Default()
+	cfg.HTTPAddr, cfg.DNSAddr = "127.0.0.1:0", ""
+	cfg.ClickHouse.Addr, cfg.ClickHouse.Database = srv.Addr(), "readyz_admin"
+	cfg.Admin.Token = "readyz-admin-token-0123456789abcdef"
+	a, err := New(t.Context(), cfg, Roles{Admin: true}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	readyz := func() (int, string) {
+		resp, err := http.Get("http://" + a.HTTPAddr() + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for code, body := readyz(); code != http.StatusOK; code, body = readyz() {
+		if time.Now().After(deadline) {
+			t.Fatalf("admin not ready with ClickHouse up: %d %s", code, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := srv.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	code, body := readyz()
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "audit store:") {
+		t.Fatalf("admin /readyz with ClickHouse killed: %d %q, want 503 naming the audit store", code, body)
+	}
 }

@@ -634,6 +634,13 @@ func (a *App) readyz(w http.ResponseWriter, r *http.Request) {
 			problems = append(problems, "analytics store: "+err.Error())
 		}
 	}
+	if a.auditCH != nil {
+		// The admin role's own connection: without the audit store it
+		// refuses every change (fail closed), so it is not ready.
+		if err := a.auditCH.Ping(ctx); err != nil {
+			problems = append(problems, "audit store: "+err.Error())
+		}
+	}
 	if a.follower != nil {
 		select {
 		case <-a.follower.Ready():
