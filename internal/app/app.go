@@ -99,7 +99,7 @@ type App struct {
 	dns         *dns.Server
 	declog      *analytics.DecisionLog
 	decisions   DecisionStore
-	decisionCH  *analytics.ClickHouse // the decision log's own connection, when the process has none
+	decisionCH  *lazyClickHouse // the decision log's own connection, when the process has none
 	players     func(context.Context) error
 
 	// Overrides: every scorer and steering node follows the topic; the
@@ -398,9 +398,9 @@ func (a *App) buildSteer(cfg config.Config, log *slog.Logger) error {
 	case ok:
 		sink, a.decisions = ch, ch
 	case cfg.ClickHouse.Addr != "":
-		if a.decisionCH, err = analytics.OpenClickHouse(context.Background(), ClickHouseOptions(cfg.ClickHouse), log); err != nil {
-			return fmt.Errorf("open clickhouse for the decision log: %w", err)
-		}
+		// Opened when first needed: a node starts and answers with
+		// ClickHouse down.
+		a.decisionCH = &lazyClickHouse{opts: ClickHouseOptions(cfg.ClickHouse), log: log}
 		sink, a.decisions = a.decisionCH, a.decisionCH
 	default:
 		ring := analytics.NewDecisionRing(0)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/cdnpilot/cdnpilot/analytics"
 	"github.com/cdnpilot/cdnpilot/internal/config"
+	"github.com/cdnpilot/cdnpilot/internal/ledgertest"
 	"github.com/cdnpilot/cdnpilot/steering"
 )
 
@@ -97,4 +99,46 @@ func grep(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestSteerStartsWithClickHouseDown: a steering node whose decision log
+// goes to ClickHouse starts and answers while ClickHouse is down (a pod
+// restarted during an outage must not crash-loop); the decision log's
+// failed inserts are counted.
+func TestSteerStartsWithClickHouseDown(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := l.Addr().String()
+	l.Close()
+	cfg := config.Default()
+	cfg.HTTPAddr, cfg.DNSAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.ClickHouse.Addr = dead
+	a, err := New(t.Context(), cfg, Roles{Steer: true}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("steer with ClickHouse down: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	m := new(mdns.Msg)
+	m.SetQuestion("vod.demo.cdnpilot.test.", mdns.TypeA)
+	r, err := mdns.Exchange(m, a.DNSAddr())
+	if err != nil || r.Rcode != mdns.RcodeSuccess || len(r.Answer) != 1 {
+		t.Fatalf("DNS with ClickHouse down: %v %v", r, err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for ledgertest.Counter(t, a.Registry(), "cdnpilot_decision_log_insert_errors_total") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no failed decision log insert counted with ClickHouse down")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
