@@ -2,11 +2,9 @@ package compose
 
 import (
 	"encoding/xml"
-	"errors"
 	"go/ast"
 	"go/parser"
 	"go/token"
-	"io/fs"
 	"net"
 	"net/netip"
 	"os"
@@ -666,7 +664,6 @@ func subcommands(t *testing.T, dir string) map[string]bool {
 func TestMountsAndDependencies(t *testing.T) {
 	root := repoRoot(t)
 	p := loadProject(t, nil)
-	monitoring := filepath.Join(root, "deploy", "monitoring") + string(filepath.Separator)
 	for _, s := range p.Services {
 		for _, v := range s.Volumes {
 			switch v.Type {
@@ -679,12 +676,7 @@ func TestMountsAndDependencies(t *testing.T) {
 					t.Errorf("%s: bind mount %s is writable; the stack only reads the repository", s.Name, v.Source)
 				}
 				_, err := os.Stat(v.Source)
-				switch {
-				case err == nil:
-				case errors.Is(err, fs.ErrNotExist) && strings.HasPrefix(v.Source, monitoring):
-					// deploy/monitoring is written separately and may lag.
-					t.Logf("%s: %s does not exist yet (deploy/monitoring)", s.Name, v.Source)
-				default:
+				if err != nil {
 					t.Errorf("%s: bind mount: %v", s.Name, err)
 				}
 			case types.VolumeTypeVolume:
@@ -741,10 +733,7 @@ func TestMountsAndDependencies(t *testing.T) {
 func scrapeTargets(t *testing.T, p *types.Project, path string) {
 	t.Helper()
 	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		t.Logf("%s does not exist yet", path)
-		return
-	} else if err != nil {
+	if err != nil {
 		t.Fatal(err)
 	}
 	var prom struct {
