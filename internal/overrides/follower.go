@@ -213,6 +213,10 @@ func (f *Follower) Run(ctx context.Context) error {
 		f.mu.Lock()
 		f.running = false // the caller may try again
 		f.mu.Unlock()
+		if ctx.Err() != nil {
+			// Stopped while it started: a shutdown, not a failure.
+			return nil
+		}
 		return err
 	}
 	f.notify.Lock()

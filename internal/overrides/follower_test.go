@@ -409,3 +409,16 @@ func TestRunUnknownTopic(t *testing.T) {
 		t.Errorf("Run on an unknown topic = %v, want an error naming it", err)
 	}
 }
+
+// TestRunCancelledWhileStarting: a follower stopped before it has read
+// where the topic ends (a process shut down during start-up) returns nil,
+// as it does when stopped later.
+func TestRunCancelledWhileStarting(t *testing.T) {
+	e := startBroker(t, 1)
+	f := NewFollower(FollowerOptions{Brokers: e.Addrs(), Topic: testTopic, Registerer: prometheus.NewRegistry()})
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := f.Run(ctx); err != nil {
+		t.Errorf("Run with its context cancelled = %v, want nil", err)
+	}
+}
