@@ -81,7 +81,7 @@ func (a *App) buildAdmin(ctx context.Context, cfg config.Config, log *slog.Logge
 		decisions = dc
 	}
 	pol := cfg.Policy()
-	if a.live, err = live.New(a.table, live.Options{Services: serviceNames(cfg), StaleAfter: pol.Stale.Freeze}); err != nil {
+	if a.live, err = live.New(a.table, live.Options{Services: serviceNames(cfg), StaleAfter: pol.Stale.Freeze, Registerer: a.reg}); err != nil {
 		return fmt.Errorf("admin: %w", err)
 	}
 	a.admin = api.New(api.Options{
@@ -94,7 +94,7 @@ func (a *App) buildAdmin(ctx context.Context, cfg config.Config, log *slog.Logge
 		},
 		MaxOverrideTTL: ac.MaxOverrideTTL.D(),
 		PerTokenRPS:    ac.RateLimit.PerTokenRPS, PerClientRPS: ac.RateLimit.PerClientRPS, Burst: ac.RateLimit.Burst,
-		CORSOrigins: ac.CORSOrigins, TrustedProxies: trusted, Logger: log,
+		CORSOrigins: ac.CORSOrigins, TrustedProxies: trusted, Logger: log, Registerer: a.reg,
 	})
 	a.mux.Handle("/api/v1/", a.admin)
 	// The web UI: a client of the API above, nothing more.

@@ -20,6 +20,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/cdnpilot/cdnpilot/steering"
 )
 
@@ -71,6 +73,9 @@ const (
 	KindSnapshotFresh    = "snapshot_fresh"    // and is back
 )
 
+var kinds = []string{KindFailover, KindRecovery, KindLeaderChange, KindOverrideCreated, KindOverrideExtended,
+	KindOverrideDeleted, KindOverrideExpired, KindSnapshotStale, KindSnapshotFresh}
+
 // Event is something to mark on a time axis.
 type Event struct {
 	At      time.Time `json:"at"`
@@ -105,6 +110,8 @@ type Options struct {
 	StaleAfter time.Duration
 	Interval   time.Duration // default 1s
 	Now        func() time.Time
+	// Registerer takes cdnpilot_steering_events_total; nil: not exported.
+	Registerer prometheus.Registerer
 }
 
 const (
@@ -122,8 +129,9 @@ const (
 
 // Tracker samples a Source and keeps the history.
 type Tracker struct {
-	src Source
-	o   Options
+	src    Source
+	o      Options
+	counts *prometheus.CounterVec
 
 	mu       sync.Mutex
 	services map[string]*service
@@ -164,6 +172,20 @@ func New(src Source, o Options) (*Tracker, error) {
 		o.Now = time.Now
 	}
 	t := &Tracker{src: src, o: o, services: map[string]*service{}, subs: map[*sub]struct{}{}}
+	t.counts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "cdnpilot_steering_events_total",
+		Help: "Events seen in what this node serves, by service and kind: failover (a CDN went down, banned or evacuated in some scopes), recovery, leader_change, override_*, snapshot_stale, snapshot_fresh.",
+	}, []string{"service", "kind"})
+	for _, svc := range o.Services {
+		for _, k := range kinds {
+			t.counts.WithLabelValues(svc, k) // every series from the start, for alerts
+		}
+	}
+	if o.Registerer != nil {
+		if err := o.Registerer.Register(t.counts); err != nil {
+			return nil, fmt.Errorf("live: %w", err)
+		}
+	}
 	for _, s := range o.Services {
 		t.services[s] = &service{leaders: map[steering.Scope]string{}, health: map[steering.Scope]map[string]steering.Health{}}
 	}
@@ -212,6 +234,7 @@ func (t *Tracker) Sample() {
 	for _, m := range out {
 		if m.Event != nil {
 			t.events = append(t.events, *m.Event)
+			t.counts.WithLabelValues(m.Event.Service, m.Event.Kind).Inc()
 		}
 	}
 	if n := len(t.events) - maxEvents; n > 0 {

@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/cdnpilot/cdnpilot/steering"
 )
 
@@ -53,6 +56,7 @@ type world struct {
 	clk   *clock
 	table *steering.Table
 	tr    *Tracker
+	reg   *prometheus.Registry
 	ver   uint64
 }
 
@@ -63,11 +67,12 @@ func newWorld(t *testing.T) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr, err := New(table, Options{Services: []string{"vod", "live"}, StaleAfter: 30 * time.Second, Now: clk.now})
+	reg := prometheus.NewRegistry()
+	tr, err := New(table, Options{Services: []string{"vod", "live"}, StaleAfter: 30 * time.Second, Now: clk.now, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &world{t: t, clk: clk, table: table, tr: tr}
+	return &world{t: t, clk: clk, table: table, tr: tr, reg: reg}
 }
 
 func (w *world) store(rankings ...*steering.Ranking) {
@@ -100,7 +105,7 @@ func (w *world) step(ch <-chan Message) (ticks []Tick, events []Event) {
 	}
 }
 
-func kinds(es []Event) []string {
+func eventKinds(es []Event) []string {
 	var out []string
 	for _, e := range es {
 		out = append(out, e.Kind+" "+e.Scope+" "+e.CDN+"<"+e.From)
@@ -118,7 +123,7 @@ func TestTrackerEvents(t *testing.T) {
 
 	ticks, events := w.step(ch)
 	if len(ticks) != 1 || ticks[0].Service != "vod" || len(ticks[0].CDNs) != 0 || len(events) != 0 {
-		t.Fatalf("before any snapshot: ticks %+v events %v", ticks, kinds(events))
+		t.Fatalf("before any snapshot: ticks %+v events %v", ticks, eventKinds(events))
 	}
 
 	regions := []string{"r1", "r2", "r3", "r4", "r5"}
@@ -134,7 +139,7 @@ func TestTrackerEvents(t *testing.T) {
 	w.store(base(state)...)
 	ticks, events = w.step(ch)
 	if len(events) != 0 {
-		t.Fatalf("first snapshot: events %v, want none (nothing to compare with)", kinds(events))
+		t.Fatalf("first snapshot: events %v, want none (nothing to compare with)", eventKinds(events))
 	}
 	tk := ticks[0]
 	if tk.Version != 1 || tk.Regions != 5 || tk.Stale || len(tk.CDNs) != 3 || tk.CDNs[0].CDN != "cdn-a" || tk.CDNs[0].Leads != 4 || tk.CDNs[1].Leads != 1 {
@@ -191,10 +196,22 @@ func TestTrackerEvents(t *testing.T) {
 	for _, tc := range tests {
 		tc.apply()
 		_, events := w.step(ch)
-		got := kinds(events)
+		got := eventKinds(events)
 		if strings.Join(got, "|") != strings.Join(tc.want, "|") {
 			t.Errorf("%s: events\n got %q\nwant %q", tc.name, got, tc.want)
 		}
+	}
+
+	// Every event is counted by kind, for alerts; the other service's
+	// series exist at 0.
+	for kind, want := range map[string]float64{KindFailover: 1, KindRecovery: 1, KindLeaderChange: 5, KindOverrideCreated: 2,
+		KindOverrideExtended: 1, KindOverrideExpired: 1, KindOverrideDeleted: 1, KindSnapshotStale: 1, KindSnapshotFresh: 1} {
+		if got := testutil.ToFloat64(w.tr.counts.WithLabelValues("vod", kind)); got != want {
+			t.Errorf("cdnpilot_steering_events_total{service=vod,kind=%s} = %v, want %v", kind, got, want)
+		}
+	}
+	if n := testutil.CollectAndCount(w.reg, "cdnpilot_steering_events_total"); n != 2*len(kinds) {
+		t.Errorf("%d event series, want %d (every service and kind from the start)", n, 2*len(kinds))
 	}
 
 	h, _, cancel2, err := w.tr.Subscribe("vod", time.Hour)

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cdnpilot/cdnpilot/analytics"
 	"github.com/cdnpilot/cdnpilot/internal/auth"
@@ -116,6 +117,8 @@ type Options struct {
 	TrustedProxies []netip.Prefix
 	Now            func() time.Time
 	Logger         *slog.Logger
+	// Registerer takes the API's metrics; nil: not exported.
+	Registerer prometheus.Registerer
 }
 
 // route is one endpoint: the weakest role that may call it, and whether
@@ -129,6 +132,7 @@ type route struct {
 // Server is the API.
 type Server struct {
 	o      Options
+	audits *prometheus.CounterVec
 	log    *slog.Logger
 	engine *gin.Engine
 	limits *limiter
@@ -150,6 +154,16 @@ func New(o Options) *Server {
 		o.MaxOverrideTTL = 24 * time.Hour
 	}
 	s := &Server{o: o, log: o.Logger.With("component", "admin-api"), limits: newLimiter(o.PerTokenRPS, o.PerClientRPS, o.Burst)}
+	s.audits = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "cdnpilot_admin_audit_writes_total",
+		Help: "Audit records written (result ok) or refused by the audit store (result error); with errors every change is refused.",
+	}, []string{"result"})
+	for _, r := range []string{"ok", "error"} {
+		s.audits.WithLabelValues(r) // both series from the start, for alerts
+	}
+	if o.Registerer != nil {
+		o.Registerer.MustRegister(s.audits)
+	}
 	s.routes = []route{
 		{"GET", "/api/v1/openapi.json", auth.RoleViewer, s.openapi},
 		{"GET", "/api/v1/whoami", auth.RoleViewer, s.whoami},
@@ -206,6 +220,17 @@ func (s *Server) Routes() []Route {
 // GinRoutes is what gin itself has registered: the test holds it equal to
 // Routes and to the OpenAPI document.
 func (s *Server) GinRoutes() gin.RoutesInfo { return s.engine.Routes() }
+
+// appendAudit writes one audit record and counts the outcome.
+func (s *Server) appendAudit(ctx context.Context, r analytics.AuditRecord) error {
+	err := s.o.Audit.AppendAudit(ctx, r)
+	if err != nil {
+		s.audits.WithLabelValues("error").Inc()
+		return err
+	}
+	s.audits.WithLabelValues("ok").Inc()
+	return nil
+}
 
 // apiError is the one error shape of the API: what is wrong, and which
 // field when one is to blame.

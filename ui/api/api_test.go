@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/cdnpilot/cdnpilot/analytics"
 	"github.com/cdnpilot/cdnpilot/internal/auth"
@@ -387,6 +388,9 @@ func TestAuditFailClosed(t *testing.T) {
 	all := e.store.List(overrides.Filter{})
 	if len(all) != 1 || all[0].Revision != 1 || all[0].State(e.clk.Now()) != "active" {
 		t.Fatalf("the override log changed without an audit record: %+v", all)
+	}
+	if got := testutil.ToFloat64(e.srv.audits.WithLabelValues("error")); got != 3 {
+		t.Errorf("cdnpilot_admin_audit_writes_total{result=error} = %v, want 3 (the alert on a down audit store reads it)", got)
 	}
 	if code, _, _ := e.do(t, "viewer", "GET", "/api/v1/overrides", nil); code != 200 {
 		t.Errorf("reads with the audit store down: %d", code)

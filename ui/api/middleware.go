@@ -152,7 +152,7 @@ func (s *Server) authorize(role auth.Role) gin.HandlerFunc {
 func (s *Server) denied(c *gin.Context, p auth.Principal, status int, detail string) {
 	rec := s.auditRecord(c, p, "auth.denied", "denied", status)
 	rec.Detail = truncate(detail, 1024)
-	if err := s.o.Audit.AppendAudit(c.Request.Context(), rec); err != nil {
+	if err := s.appendAudit(c.Request.Context(), rec); err != nil {
 		s.log.Error("audit: a denied request could not be recorded", "path", c.Request.URL.Path, "source", rec.Source, "err", err)
 	}
 }

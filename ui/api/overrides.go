@@ -370,7 +370,7 @@ func (s *Server) commit(c *gin.Context, p auth.Principal, action string, before,
 		rec.Before = recordJSON(before)
 	}
 	rec.After = recordJSON(after)
-	if err := s.o.Audit.AppendAudit(ctx, rec); err != nil {
+	if err := s.appendAudit(ctx, rec); err != nil {
 		s.log.Error("audit store refused a change record; the change is refused", "action", action, "override", after.Override.ID, "err", err)
 		c.Header("Retry-After", "5")
 		apiError(c, http.StatusServiceUnavailable, "", "audit trail unavailable, so nothing was changed: "+err.Error())
@@ -389,7 +389,7 @@ func (s *Server) commit(c *gin.Context, p auth.Principal, action string, before,
 			failed.Status = http.StatusConflict
 		}
 		failed.At = s.o.Now()
-		if aerr := s.o.Audit.AppendAudit(ctx, failed); aerr != nil {
+		if aerr := s.appendAudit(ctx, failed); aerr != nil {
 			s.log.Error("audit: the failure of a change could not be recorded", "override", after.Override.ID, "err", aerr)
 		}
 		if errors.Is(err, overrides.ErrConflict) {
