@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -335,18 +336,8 @@ func (s *Server) series(c *gin.Context) {
 		}
 		sq.ASN = uint32(n)
 	}
-	for _, t := range []struct {
-		name string
-		dst  *time.Time
-	}{{"from", &sq.From}, {"to", &sq.To}} {
-		if v := q.Get(t.name); v != "" {
-			p, err := time.Parse(time.RFC3339, v)
-			if err != nil {
-				apiError(c, http.StatusBadRequest, t.name, t.name+": "+strconv.Quote(truncate(v, 64))+" is not an RFC 3339 time")
-				return
-			}
-			*t.dst = p
-		}
+	if !timeParams(c, q, "from", &sq.From, "to", &sq.To) {
+		return
 	}
 	if v := q.Get("step"); v != "" {
 		d, err := time.ParseDuration(v)
@@ -380,6 +371,26 @@ func (s *Server) series(c *gin.Context) {
 	ok(c, http.StatusOK, out)
 }
 
+// timeParams reads two optional RFC 3339 query parameters (from and to,
+// since and until) into the defaults already there; false means it
+// answered 400 naming the bad one.
+func timeParams(c *gin.Context, q url.Values, first string, a *time.Time, second string, b *time.Time) bool {
+	for _, t := range []struct {
+		name string
+		dst  *time.Time
+	}{{first, a}, {second, b}} {
+		if v := q.Get(t.name); v != "" {
+			p, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				apiError(c, http.StatusBadRequest, t.name, t.name+": "+strconv.Quote(truncate(v, 64))+" is not an RFC 3339 time")
+				return false
+			}
+			*t.dst = p
+		}
+	}
+	return true
+}
+
 func metricNames() string {
 	ms := analytics.Metrics()
 	names := make([]string, len(ms))
@@ -402,18 +413,8 @@ func (s *Server) audit(c *gin.Context) {
 	}
 	aq := analytics.AuditQuery{Actor: q.Get("actor"), Action: q.Get("action"), Outcome: q.Get("outcome"), Service: q.Get("service"),
 		OverrideID: q.Get("override_id"), Before: q.Get("before")}
-	for _, t := range []struct {
-		name string
-		dst  *time.Time
-	}{{"since", &aq.Since}, {"until", &aq.Until}} {
-		if v := q.Get(t.name); v != "" {
-			p, err := time.Parse(time.RFC3339, v)
-			if err != nil {
-				apiError(c, http.StatusBadRequest, t.name, t.name+": "+strconv.Quote(truncate(v, 64))+" is not an RFC 3339 time")
-				return
-			}
-			*t.dst = p
-		}
+	if !timeParams(c, q, "since", &aq.Since, "until", &aq.Until) {
+		return
 	}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)

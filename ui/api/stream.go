@@ -169,18 +169,8 @@ func (s *Server) decisionRate(c *gin.Context) {
 	}
 	now := s.o.Now()
 	from, to, step := now.Add(-time.Hour).Truncate(time.Minute), now.Truncate(time.Minute).Add(time.Minute), time.Minute
-	for _, t := range []struct {
-		name string
-		dst  *time.Time
-	}{{"from", &from}, {"to", &to}} {
-		if v := q.Get(t.name); v != "" {
-			p, err := time.Parse(time.RFC3339, v)
-			if err != nil {
-				apiError(c, http.StatusBadRequest, t.name, t.name+": "+strconv.Quote(truncate(v, 64))+" is not an RFC 3339 time")
-				return
-			}
-			*t.dst = p
-		}
+	if !timeParams(c, q, "from", &from, "to", &to) {
+		return
 	}
 	if v := q.Get("step"); v != "" {
 		d, err := time.ParseDuration(v)

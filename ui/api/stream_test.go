@@ -222,3 +222,23 @@ func TestDecisionRate(t *testing.T) {
 		}
 	}
 }
+
+// TestBadTimeParams: a time parameter that is not RFC 3339 is a 400
+// naming it, on every route that takes one.
+func TestBadTimeParams(t *testing.T) {
+	e := newEnv(t)
+	for _, tc := range []struct{ url, field string }{
+		{"/api/v1/qoe/series?metric=views&from=yesterday", "from"},
+		{"/api/v1/qoe/series?metric=views&to=2026-13-01T00:00:00Z", "to"},
+		{"/api/v1/decisions/rate?to=noon", "to"},
+		{"/api/v1/audit?since=last+week", "since"},
+		{"/api/v1/audit?until=1764000000", "until"},
+	} {
+		code, body, _ := e.do(t, "admin", "GET", tc.url, nil)
+		var er struct{ Error, Field string }
+		_ = json.Unmarshal(body, &er)
+		if code != 400 || er.Field != tc.field || !strings.Contains(er.Error, "RFC 3339") {
+			t.Errorf("%s: %d %s, want 400 naming %s", tc.url, code, body, tc.field)
+		}
+	}
+}
