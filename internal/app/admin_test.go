@@ -155,17 +155,7 @@ func TestAdminReadyzAuditStore(t *testing.T) {
 	cfg.HTTPAddr, cfg.DNSAddr = "127.0.0.1:0", ""
 	cfg.ClickHouse.Addr, cfg.ClickHouse.Database = srv.Addr(), "readyz_admin"
 	cfg.Admin.Token = "readyz-admin-token-0123456789abcdef"
-	a, err := New(t.Context(), cfg, Roles{Admin: true}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	a := runApp(t, cfg, Roles{Admin: true})
 	readyz := func() (int, string) {
 		resp, err := http.Get("http://" + a.HTTPAddr() + "/readyz")
 		if err != nil {

@@ -115,19 +115,7 @@ func TestSteerStartsWithClickHouseDown(t *testing.T) {
 	cfg := config.Default()
 	cfg.HTTPAddr, cfg.DNSAddr = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.ClickHouse.Addr = dead
-	a, err := New(t.Context(), cfg, Roles{Steer: true}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatalf("steer with ClickHouse down: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	a := runApp(t, cfg, Roles{Steer: true})
 	m := new(mdns.Msg)
 	m.SetQuestion("vod.demo.cdnpilot.test.", mdns.TypeA)
 	r, err := mdns.Exchange(m, a.DNSAddr())
