@@ -282,13 +282,13 @@ func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) 
 		} else {
 			lo.Mix = []simloop.Path{simloop.PathHTTP, simloop.PathHLS, simloop.PathDASH}
 		}
-		live, err := simloop.NewLiveWith(a.table, lo)
+		players, err := simloop.NewLiveWith(a.table, lo)
 		if err != nil {
 			return nil, err
 		}
 		a.players = func(ctx context.Context) error {
-			defer live.Close()
-			_, err := sim.Run(ctx, sc, live, sim.RunOptions{RealTime: true, Policy: "demo", Logger: log})
+			defer players.Close()
+			_, err := sim.Run(ctx, sc, players, sim.RunOptions{RealTime: true, Policy: "demo", Logger: log})
 			return err
 		}
 	}
