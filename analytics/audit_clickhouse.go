@@ -31,7 +31,16 @@ func (c *ClickHouse) AppendAudit(ctx context.Context, r AuditRecord) error {
 	// A batch, not INSERT ... VALUES: 18.16 waits for data blocks after any
 	// INSERT over the native protocol. No async_insert: Send returns once
 	// the server has written the part.
-	batch, err := c.conn.PrepareBatch(ctx, "INSERT INTO "+c.db+".audit_log (at, "+auditColumns+")")
+	q := "INSERT INTO " + c.db + ".audit_log (at, " + auditColumns + ")"
+	batch, err := c.conn.PrepareBatch(ctx, q)
+	if err != nil && ctx.Err() == nil {
+		// A pooled connection can be dead (closed by the server, or by
+		// the driver when an earlier call's context ended as the
+		// connection went back to the pool; seen under concurrent
+		// appends as "use of closed network connection"). No row was
+		// sent, so one more try on another connection is safe.
+		batch, err = c.conn.PrepareBatch(ctx, q)
+	}
 	if err != nil {
 		return fmt.Errorf("append audit: prepare: %w", err)
 	}
