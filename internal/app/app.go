@@ -111,6 +111,7 @@ type App struct {
 	auditCH  *analytics.ClickHouse // the admin role's own connection, when the process has none
 	admin    *api.Server
 	live     *live.Tracker
+	lagGauge *kafkaio.LagGauge // consume role
 }
 
 // New builds the process and binds its listeners, so the caller can print
@@ -170,6 +171,9 @@ func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) 
 		}); err != nil {
 			return nil, err
 		}
+		// The backlog over every partition, for the lag alerts: the
+		// consumer's own gauge sees one partition at a time.
+		a.lagGauge = kafkaio.NewLagGauge(a.brokers, cfg.Consume.GroupID, cfg.Kafka.BeaconsTopic, 15*time.Second, a.reg)
 		reader := a.reader
 		a.consumer = consume.New(reader, a.dlq, a.store, consume.Options{
 			BatchRows: cfg.Consume.BatchRows, BatchInterval: cfg.Consume.BatchInterval.D(),
@@ -561,6 +565,9 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	if a.live != nil {
 		g.Go(func() error { return a.live.Run(gctx) })
+	}
+	if a.lagGauge != nil {
+		g.Go(func() error { return a.lagGauge.Run(gctx) })
 	}
 	if a.declog != nil {
 		dl := a.declog

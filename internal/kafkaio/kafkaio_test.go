@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/segmentio/kafka-go"
 	"go.uber.org/goleak"
 )
@@ -377,11 +378,25 @@ func TestWriteReadRoundTrip(t *testing.T) {
 			if lag, err := GroupLag(ctx, e.Addrs(), "g", "beacons"); err != nil || lag != n {
 				t.Fatalf("before commit: GroupLag = %d, %v; want %d", lag, err, n)
 			}
+			gauge := NewLagGauge(e.Addrs(), "g", "beacons", time.Second, nil)
+			if v := testutil.ToFloat64(gauge.gauge); v != -1 {
+				t.Errorf("lag gauge before a measurement = %v, want -1", v)
+			}
+			if err := gauge.Update(ctx); err != nil || testutil.ToFloat64(gauge.gauge) != n {
+				t.Fatalf("lag gauge before commit = %v, %v; want %d", testutil.ToFloat64(gauge.gauge), err, n)
+			}
 			if err := r.CommitMessages(ctx, fetched...); err != nil {
 				t.Fatalf("CommitMessages: %v", err)
 			}
 			if lag, err := GroupLag(ctx, e.Addrs(), "g", "beacons"); err != nil || lag != 0 {
 				t.Fatalf("after commit: GroupLag = %d, %v; want 0", lag, err)
+			}
+			if err := gauge.Update(ctx); err != nil || testutil.ToFloat64(gauge.gauge) != 0 {
+				t.Fatalf("lag gauge after commit = %v, %v; want 0", testutil.ToFloat64(gauge.gauge), err)
+			}
+			e.Close() // the broker gone: unknown, not a stale figure
+			if err := gauge.Update(ctx); err == nil || testutil.ToFloat64(gauge.gauge) != -1 {
+				t.Fatalf("lag gauge with the broker gone = %v, %v; want -1 and an error", testutil.ToFloat64(gauge.gauge), err)
 			}
 		})
 	}

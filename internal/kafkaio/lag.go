@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 )
 
@@ -97,6 +98,62 @@ func WaitDrained(ctx context.Context, brokers []string, group, topic string) err
 			}
 			return fmt.Errorf("wait drained: %w (%d records left)", ctx.Err(), lag)
 		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// LagGauge exports a consumer group's lag on a topic, polled with
+// GroupLag: the whole backlog over every partition, which a consumer's
+// reader stats (the partition it read last) are not. It reads -1 until
+// the first measurement and after a failed one.
+type LagGauge struct {
+	brokers      []string
+	group, topic string
+	every        time.Duration
+	gauge        prometheus.Gauge
+}
+
+// NewLagGauge builds the gauge cdnpilot_consumer_group_lag{group,topic}
+// and registers it on reg (when not nil); Run polls every interval.
+func NewLagGauge(brokers []string, group, topic string, every time.Duration, reg prometheus.Registerer) *LagGauge {
+	l := &LagGauge{brokers: brokers, group: group, topic: topic, every: every,
+		gauge: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name:        "cdnpilot_consumer_group_lag",
+			Help:        "Records of the topic the consumer group has not committed, summed over partitions (end offsets minus committed ones), polled from the brokers; -1 when unknown.",
+			ConstLabels: prometheus.Labels{"group": group, "topic": topic},
+		})}
+	l.gauge.Set(-1)
+	if reg != nil {
+		reg.MustRegister(l.gauge)
+	}
+	return l
+}
+
+// Update measures the lag once.
+func (l *LagGauge) Update(ctx context.Context) error {
+	lag, err := GroupLag(ctx, l.brokers, l.group, l.topic)
+	if err != nil {
+		l.gauge.Set(-1)
+		return err
+	}
+	l.gauge.Set(float64(lag))
+	return nil
+}
+
+// Run updates the gauge every interval until ctx ends. A failed
+// measurement leaves -1 and is tried again next time: the brokers'
+// own health has its metrics and alerts.
+func (l *LagGauge) Run(ctx context.Context) error {
+	t := time.NewTicker(l.every)
+	defer t.Stop()
+	for {
+		uctx, cancel := context.WithTimeout(ctx, l.every)
+		_ = l.Update(uctx)
+		cancel()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
 		}
 	}
 }
