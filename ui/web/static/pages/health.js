@@ -2,10 +2,9 @@
 // from GET /api/v1/rankings (Choice.health and reason), every 5 s; and the
 // service-wide state per CDN from GET /api/v1/cdns, every 10 s.
 
-import { ApiError, rankings } from '../api.js';
 import { Matrix } from '../matrix.js';
 import { HEALTH_BAD, HEALTH_WARN, cdnColor, esc, fmtPct, fmtScore, healthClass, scopeLabel } from '../util.js';
-import { onFirstSnapshot, paintSwatches, rankingsReady, waitingHTML } from './shared.js';
+import { paintSwatches, pollRankings } from './shared.js';
 
 export function mount(ctx) {
   const service = ctx.service;
@@ -35,24 +34,7 @@ export function mount(ctx) {
     if (td) location.hash = ctx.href('cdn', { region }, td.dataset.cdn);
   });
 
-  const poll = ctx.every(5000, async () => {
-    if (!rankingsReady(ctx.live)) {
-      matrix.clear(waitingHTML());
-      return;
-    }
-    let res;
-    try {
-      res = await rankings({ service }, ctx.signal);
-    } catch (err) {
-      if (err instanceof ApiError && err.status === 503) {
-        matrix.clear(waitingHTML());
-        return;
-      }
-      throw err;
-    }
-    renderMatrix(res);
-  });
-  onFirstSnapshot(ctx, () => poll.now());
+  pollRankings(ctx, matrix, () => ({ service }), (res) => renderMatrix(res));
 
   ctx.every(10000, async () => {
     const res = await ctx.api('/api/v1/cdns');

@@ -2,10 +2,9 @@
 // /api/v1/rankings (every scope's ranking; level region, and level asn
 // with the toggle). Refreshed every 5 s while visible.
 
-import { ApiError, rankings } from '../api.js';
 import { Matrix } from '../matrix.js';
 import { HEALTH_BAD, esc, fmtScore, scoreClass } from '../util.js';
-import { onFirstSnapshot, rankingsReady, scaleLegend, waitingHTML, winnerOf } from './shared.js';
+import { pollRankings, scaleLegend, winnerOf } from './shared.js';
 
 export function mount(ctx) {
   const service = ctx.service;
@@ -35,26 +34,8 @@ export function mount(ctx) {
     location.hash = ctx.href('cdn', { region }, td.dataset.cdn);
   });
 
-  const poll = ctx.every(5000, async () => {
-    if (!rankingsReady(ctx.live)) {
-      matrix.clear(waitingHTML());
-      return;
-    }
-    let res;
-    try {
-      // Only the levels shown: the ASN scopes are most of a big snapshot.
-      res = await rankings({ service, level: showAsn ? '' : 'region' }, ctx.signal);
-    } catch (err) {
-      if (err instanceof ApiError && err.status === 503) {
-        matrix.clear(waitingHTML());
-        return;
-      }
-      throw err;
-    }
-    render(res);
-  });
-  // The first snapshot arrives on the stream: look at once.
-  onFirstSnapshot(ctx, () => poll.now());
+  // Only the levels shown: the ASN scopes are most of a big snapshot.
+  pollRankings(ctx, matrix, () => ({ service, level: showAsn ? '' : 'region' }), (res) => render(res));
 
   function render(res) {
     const rankings = (res.rankings || []).filter(

@@ -1,6 +1,7 @@
 // Helpers the pages share: waiting for the first ranking snapshot, the
 // score colour legend, the winner of a ranking.
 
+import { ApiError, rankings } from '../api.js';
 import { esc } from '../util.js';
 
 /**
@@ -27,6 +28,34 @@ export function onFirstSnapshot(ctx, fn) {
   ctx.on(live, 'tick', check);
   ctx.on(live, 'reset', check);
   ctx.on(live, 'status', check);
+}
+
+/**
+ * pollRankings asks for rankings every 5 s (query() gives the query) and
+ * hands each answer to render; until the first snapshot exists, and on a
+ * 503, the matrix says it is waiting. It looks at once when the stream
+ * brings the first snapshot.
+ */
+export function pollRankings(ctx, matrix, query, render) {
+  const poll = ctx.every(5000, async () => {
+    if (!rankingsReady(ctx.live)) {
+      matrix.clear(waitingHTML());
+      return;
+    }
+    let res;
+    try {
+      res = await rankings(query(), ctx.signal);
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 503) {
+        matrix.clear(waitingHTML());
+        return;
+      }
+      throw err;
+    }
+    render(res);
+  });
+  onFirstSnapshot(ctx, () => poll.now());
+  return poll;
 }
 
 export function waitingHTML() {
