@@ -48,6 +48,11 @@ type Engine struct {
 	workers   []*worker
 	version   uint64
 	lastTick  time.Time
+	// sharing: the shared scopes take deltas (share.go); outgoing and
+	// outUsage collect the next one.
+	sharing  bool
+	outgoing map[winKey]*window
+	outUsage map[string]*usage
 }
 
 // clientCount is the forward-decayed weight a client network has
@@ -182,8 +187,11 @@ func (st *svcState) scope(sc Scope, loc Location) *scopeState {
 	return s
 }
 
-// Observe folds one beacon into the windows of every scope it belongs to.
-func (e *Engine) Observe(o *Observation) error {
+// Observe folds one beacon into the windows of every scope it belongs to
+// (a sharing engine: into its next delta for the shared scopes).
+func (e *Engine) Observe(o *Observation) error { return e.observe(o, false) }
+
+func (e *Engine) observe(o *Observation, replay bool) error {
 	st, ok := e.svcs[o.Service]
 	if !ok {
 		return fmt.Errorf("%q: %w", o.Service, ErrUnknownService)
@@ -230,6 +238,24 @@ func (e *Engine) Observe(o *Observation) error {
 	sc := mostSpecific(o.Service, o.Location)
 	for {
 		k := winKey{scope: sc, cdn: o.CDN}
+		if e.sharing && shared(sc) {
+			// Ranked here too, from the deltas of the whole group.
+			st.scope(sc, o.Location)
+			if !replay {
+				win := e.outgoing[k]
+				if win == nil {
+					win = &window{}
+					e.outgoing[k] = win
+				}
+				win.add(o, w, f, pw)
+			}
+			p, ok := sc.parent(o.Location)
+			if !ok {
+				break
+			}
+			sc = p
+			continue
+		}
 		win := e.windows[k]
 		if win == nil {
 			s := st.scope(sc, o.Location)
@@ -250,7 +276,12 @@ func (e *Engine) Observe(o *Observation) error {
 		sc = p
 	}
 	if (o.Kind == KindHeartbeat || o.Kind == KindViewEnd) && o.BitrateKbps > 0 && o.PlayedMS > 0 {
-		e.account(o)
+		switch {
+		case !e.sharing:
+			e.account(e.usage, o)
+		case !replay:
+			e.account(e.outUsage, o)
+		}
 	}
 	return nil
 }
@@ -258,11 +289,11 @@ func (e *Engine) Observe(o *Observation) error {
 // account estimates delivered volume per CDN for commit tracking: played
 // time at the rendition bitrate. Beacons are usually a sample of views,
 // so this is an estimate; it only ranks CDNs within the cost margin.
-func (e *Engine) account(o *Observation) {
-	u := e.usage[o.CDN]
+func (e *Engine) account(to map[string]*usage, o *Observation) {
+	u := to[o.CDN]
 	if u == nil {
 		u = &usage{}
-		e.usage[o.CDN] = u
+		to[o.CDN] = u
 	}
 	y, m, _ := o.At.UTC().Date()
 	if month := y*12 + int(m); month != u.month {
@@ -457,6 +488,9 @@ func (e *Engine) rebase(now time.Time) {
 	for _, w := range e.windows {
 		w.scale(ks, kf)
 		w.refresh(e.pol.Weights)
+	}
+	for _, w := range e.outgoing {
+		w.scale(ks, kf)
 	}
 	for k, c := range e.clients {
 		if c.slow*ks < 0.01 {

@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
+	"sort"
+	"time"
 )
 
 // WireFormat is the version of the snapshot encoding on the rankings
@@ -56,27 +59,8 @@ func UnmarshalSnapshot(data []byte) (*Snapshot, error) {
 		return nil, fmt.Errorf("snapshot of %q: no rankings", s.Service)
 	}
 	for i, r := range s.Rankings {
-		if r == nil {
-			return nil, fmt.Errorf("snapshot of %q: rankings[%d] is null", s.Service, i)
-		}
-		if r.Scope.Service != s.Service {
-			return nil, fmt.Errorf("snapshot of %q: rankings[%d].scope.service is %q", s.Service, i, r.Scope.Service)
-		}
-		if len(r.Choices) == 0 {
-			return nil, fmt.Errorf("snapshot of %q: rankings[%d] (%s) has no choices", s.Service, i, r.Scope)
-		}
-		sum := 0.0
-		for j, c := range r.Choices {
-			if c.CDN == "" {
-				return nil, fmt.Errorf("snapshot of %q: rankings[%d].choices[%d].cdn is empty", s.Service, i, j)
-			}
-			if math.IsNaN(c.Weight) || c.Weight < 0 || c.Weight > 1 {
-				return nil, fmt.Errorf("snapshot of %q: rankings[%d].choices[%d].weight %v is outside 0..1", s.Service, i, j, c.Weight)
-			}
-			sum += c.Weight
-		}
-		if math.Abs(sum-1) > 1e-3 {
-			return nil, fmt.Errorf("snapshot of %q: rankings[%d] (%s) weights sum to %v, not 1", s.Service, i, r.Scope, sum)
+		if err := CheckRanking(s.Service, r); err != nil {
+			return nil, fmt.Errorf("snapshot of %q: rankings[%d]%w", s.Service, i, err)
 		}
 	}
 	s.build()
@@ -85,6 +69,57 @@ func UnmarshalSnapshot(data []byte) (*Snapshot, error) {
 	}
 	if s.Ranking(Scope{Service: s.Service}) == nil {
 		return nil, fmt.Errorf("snapshot of %q: no global ranking", s.Service)
+	}
+	return s, nil
+}
+
+// CheckRanking checks one ranking of a service as a node would decide
+// from it: the service's scope, choices, weights in 0..1 summing to 1.
+// The error starts with what follows the ranking's position.
+func CheckRanking(service string, r *Ranking) error {
+	if r == nil {
+		return fmt.Errorf(" is null")
+	}
+	if r.Scope.Service != service {
+		return fmt.Errorf(".scope.service is %q", r.Scope.Service)
+	}
+	if len(r.Choices) == 0 {
+		return fmt.Errorf(" (%s) has no choices", r.Scope)
+	}
+	sum := 0.0
+	for j, c := range r.Choices {
+		if c.CDN == "" {
+			return fmt.Errorf(".choices[%d].cdn is empty", j)
+		}
+		if math.IsNaN(c.Weight) || c.Weight < 0 || c.Weight > 1 {
+			return fmt.Errorf(".choices[%d].weight %v is outside 0..1", j, c.Weight)
+		}
+		sum += c.Weight
+	}
+	if math.Abs(sum-1) > 1e-3 {
+		return fmt.Errorf(" (%s) weights sum to %v, not 1", r.Scope, sum)
+	}
+	return nil
+}
+
+// NewSnapshot puts rankings made elsewhere together into one snapshot (a
+// scorer group's leader adds the other members' regions to its own). The
+// rankings are shared, not copied; it refuses what UnmarshalSnapshot
+// would.
+func NewSnapshot(service string, version uint64, at time.Time, rankings []*Ranking) (*Snapshot, error) {
+	for i, r := range rankings {
+		if err := CheckRanking(service, r); err != nil {
+			return nil, fmt.Errorf("snapshot of %q: rankings[%d]%w", service, i, err)
+		}
+	}
+	s := &Snapshot{Service: service, Version: version, At: at, Rankings: slices.Clone(rankings)}
+	sort.SliceStable(s.Rankings, func(i, j int) bool { return scopeLess(s.Rankings[i].Scope, s.Rankings[j].Scope) })
+	s.build()
+	if len(s.index) != len(s.Rankings) {
+		return nil, fmt.Errorf("snapshot of %q: a scope is ranked twice", service)
+	}
+	if s.Ranking(Scope{Service: service}) == nil {
+		return nil, fmt.Errorf("snapshot of %q: no global ranking", service)
 	}
 	return s, nil
 }
