@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/cdnpilot/cdnpilot/internal/app"
 	"github.com/cdnpilot/cdnpilot/internal/kafkaio"
 )
 
@@ -35,12 +36,7 @@ func runDevbroker(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	// The topics every role expects, created up front as the roles would
 	// on a real cluster (kafkaio.EnsureTopics): the compacted ones must be
 	// compacted from the start.
-	topics := []kafkaio.Topic{
-		{Name: cfg.Kafka.BeaconsTopic, Partitions: cfg.Kafka.Partitions},
-		{Name: cfg.Kafka.DeadLetterTopic, Partitions: 1},
-		{Name: cfg.Kafka.RankingsTopic, Partitions: 1, Compacted: true},
-		{Name: cfg.Kafka.OverridesTopic, Partitions: 1, Compacted: true},
-	}
+	topics := app.Topics(cfg)
 	b, err := kafkaio.StartEmbedded(*port, *dataDir, topics...)
 	if err != nil {
 		return fmt.Errorf("devbroker: %w", err)

@@ -17,7 +17,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/segmentio/kafka-go"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/cdnpilot/cdnpilot/analytics"
@@ -90,9 +89,10 @@ type App struct {
 	consumer *consume.Consumer
 	fleet    *fleet.Fleet
 
-	scoreReader *kafka.Reader
 	rankWriter  *kafkaio.Writer
-	scorer      *scorer.Scorer
+	deltaWriter *kafkaio.Writer
+	partWriter  *kafkaio.Writer
+	scorer      *scorer.Group
 	prober      *probe.Prober
 	table       *steering.Table
 	subscriber  *scorer.Subscriber
@@ -128,14 +128,9 @@ func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) 
 	}()
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	topics := []kafkaio.Topic{
-		{Name: cfg.Kafka.BeaconsTopic, Partitions: cfg.Kafka.Partitions},
-		{Name: cfg.Kafka.DeadLetterTopic, Partitions: 1},
-	}
-	if roles.Score || roles.Steer || roles.Admin || cfg.Kafka.Embedded() {
-		// One partition: nodes read it whole, and per-key order is total.
-		topics = append(topics, kafkaio.Topic{Name: cfg.Kafka.RankingsTopic, Partitions: 1, Compacted: true},
-			kafkaio.Topic{Name: cfg.Kafka.OverridesTopic, Partitions: 1, Compacted: true})
+	topics := Topics(cfg)
+	if !(roles.Score || roles.Steer || roles.Admin || cfg.Kafka.Embedded()) {
+		topics = topics[:2] // the beacons and dead-letter topics
 	}
 	if cfg.Kafka.Embedded() {
 		if a.broker, err = kafkaio.StartEmbedded(0, "", topics...); err != nil {
@@ -315,24 +310,50 @@ func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) 
 	return a, nil
 }
 
+// Topics are every topic the roles use, as they create them: the beacons
+// and dead-letter topics first.
+func Topics(cfg config.Config) []kafkaio.Topic {
+	return []kafkaio.Topic{
+		{Name: cfg.Kafka.BeaconsTopic, Partitions: cfg.Kafka.Partitions},
+		{Name: cfg.Kafka.DeadLetterTopic, Partitions: 1},
+		// One partition: nodes read it whole, and per-key order is total.
+		{Name: cfg.Kafka.RankingsTopic, Partitions: 1, Compacted: true},
+		{Name: cfg.Kafka.OverridesTopic, Partitions: 1, Compacted: true},
+		// Every member of the scorer group reads both whole; the deltas a
+		// score.replay back (at most an hour), the parts a few ticks.
+		{Name: cfg.Kafka.ScoreDeltasTopic, Partitions: 1, Retention: time.Hour},
+		{Name: cfg.Kafka.ScorePartsTopic, Partitions: 1, Retention: 15 * time.Minute},
+	}
+}
+
 func (a *App) buildScorer(cfg config.Config, log *slog.Logger) error {
-	eng, err := steering.NewEngine(cfg.Catalog(), cfg.Policy(), time.Now())
-	if err != nil {
+	// Checked here once, so a bad catalog or policy fails the start, not
+	// every generation.
+	if _, err := steering.NewEngine(cfg.Catalog(), cfg.Policy(), time.Now()); err != nil {
 		return fmt.Errorf("steering engine: %w", err)
 	}
-	a.scoreReader = kafkaio.NewReader(kafkaio.ReaderOptions{
-		Brokers: a.brokers, Topic: cfg.Kafka.BeaconsTopic, GroupID: cfg.Score.GroupID,
-		ClientID: cfg.Kafka.ClientID, Logger: log.With("component", "kafka-reader-score"),
-	})
-	if a.rankWriter, err = kafkaio.NewWriter(kafkaio.WriterOptions{
-		Brokers: a.brokers, Topic: cfg.Kafka.RankingsTopic, ClientID: cfg.Kafka.ClientID,
-		Compression: "zstd", BatchTimeout: time.Millisecond, Logger: log.With("component", "kafka-writer-rankings"),
+	var err error
+	for _, w := range []struct {
+		to    **kafkaio.Writer
+		topic string
+	}{{&a.rankWriter, cfg.Kafka.RankingsTopic}, {&a.deltaWriter, cfg.Kafka.ScoreDeltasTopic}, {&a.partWriter, cfg.Kafka.ScorePartsTopic}} {
+		if *w.to, err = kafkaio.NewWriter(kafkaio.WriterOptions{
+			Brokers: a.brokers, Topic: w.topic, ClientID: cfg.Kafka.ClientID,
+			Compression: "zstd", BatchTimeout: time.Millisecond, Logger: log.With("component", "kafka-writer", "topic", w.topic),
+		}); err != nil {
+			return err
+		}
+	}
+	cat, pol := cfg.Catalog(), cfg.Policy()
+	if a.scorer, err = scorer.NewGroup(a.deltaWriter, a.partWriter, scorer.GroupOptions{
+		Brokers: a.brokers, ClientID: cfg.Kafka.ClientID, GroupID: cfg.Score.GroupID,
+		Beacons: cfg.Kafka.BeaconsTopic, Deltas: cfg.Kafka.ScoreDeltasTopic, Parts: cfg.Kafka.ScorePartsTopic,
+		NewEngine: func(now time.Time) (*steering.Engine, error) { return steering.NewEngine(cat, pol, now) },
+		Interval:  cfg.Score.Interval.D(), Replay: cfg.Score.Replay.D(), PartMaxAge: pol.Stale.Static,
+		Rankings: a.rankWriter, Overrides: a.follower, Logger: log, Registerer: a.reg,
 	}); err != nil {
 		return err
 	}
-	a.scorer = scorer.New(eng, a.scoreReader, a.rankWriter, scorer.Options{
-		Interval: cfg.Score.Interval.D(), Logger: log, Registerer: a.reg, Overrides: a.follower,
-	})
 	var targets []probe.Target
 	for _, c := range cfg.CDNs {
 		if c.HealthURL != "" {
@@ -341,25 +362,13 @@ func (a *App) buildScorer(cfg config.Config, log *slog.Logger) error {
 	}
 	if len(targets) > 0 {
 		pol := cfg.Policy()
-		if a.prober, err = probe.New(targets, probeSink{eng: eng, log: log}, probe.Options{
+		if a.prober, err = probe.New(targets, a.scorer, probe.Options{
 			Interval: pol.Probe.Interval, Timeout: pol.Probe.Timeout, Logger: log, Registerer: a.reg,
 		}); err != nil {
 			return fmt.Errorf("health probes: %w", err)
 		}
 	}
 	return nil
-}
-
-// probeSink hands probe results to the engine.
-type probeSink struct {
-	eng *steering.Engine
-	log *slog.Logger
-}
-
-func (p probeSink) ProbeResult(r steering.ProbeResult) {
-	if err := p.eng.Probe(r); err != nil {
-		p.log.Warn("probe result dropped", "err", err)
-	}
 }
 
 // buildTable is the steering table a node decides from, kept current
@@ -484,7 +493,7 @@ func DNSOptions(cfg config.Config, d dns.Decider, loc geo.Lookuper, decisions dn
 func (a *App) Table() *steering.Table { return a.table }
 
 // Scorer is the score role, nil unless it runs.
-func (a *App) Scorer() *scorer.Scorer { return a.scorer }
+func (a *App) Scorer() *scorer.Group { return a.scorer }
 
 // DecisionStore answers questions about the steering decisions logged.
 type DecisionStore interface {
@@ -648,6 +657,9 @@ func (a *App) readyz(w http.ResponseWriter, r *http.Request) {
 			problems = append(problems, "audit store: "+err.Error())
 		}
 	}
+	if a.scorer != nil && !a.scorer.Ready() {
+		problems = append(problems, "scorer: not given its beacon partitions by the scorer group yet")
+	}
 	if a.follower != nil {
 		select {
 		case <-a.follower.Ready():
@@ -680,13 +692,11 @@ func (a *App) closeAll() {
 		_ = a.dlq.Close()
 		a.dlq = nil
 	}
-	if a.scoreReader != nil {
-		_ = a.scoreReader.Close()
-		a.scoreReader = nil
-	}
-	if a.rankWriter != nil {
-		_ = a.rankWriter.Close()
-		a.rankWriter = nil
+	for _, w := range []**kafkaio.Writer{&a.rankWriter, &a.deltaWriter, &a.partWriter} {
+		if *w != nil {
+			_ = (*w).Close()
+			*w = nil
+		}
 	}
 	if a.store != nil {
 		_ = a.store.Close()

@@ -71,6 +71,12 @@ type Kafka struct {
 	// latest state. Every steering node and scorer reads it from the
 	// start and follows it.
 	OverridesTopic string `yaml:"overrides_topic"`
+	// ScoreDeltasTopic and ScorePartsTopic are the scorer group's own:
+	// each member's additions to the shared (global and country) windows,
+	// and each member's region rankings for the leader. One partition
+	// each; time retention (an hour, a quarter of an hour).
+	ScoreDeltasTopic string `yaml:"score_deltas_topic"`
+	ScorePartsTopic  string `yaml:"score_parts_topic"`
 	// Partitions is used when cdnpilot creates the topics (always for the
 	// embedded broker; on real brokers only when they are missing).
 	Partitions     int      `yaml:"partitions"`
@@ -131,8 +137,13 @@ type Consume struct {
 // Score configures the scorer: it reads beacons, runs the steering engine
 // and publishes ranking snapshots to kafka.rankings_topic.
 type Score struct {
+	// GroupID is the consumer group of the scorers: its members split the
+	// beacon partitions (see docs/ARCHITECTURE.md, "Scorer group").
 	GroupID  string   `yaml:"group_id"`
 	Interval Duration `yaml:"interval"` // how often a snapshot is published
+	// Replay is how far back a member re-reads its partitions and the
+	// deltas when the partitions move (a member joins, leaves or dies).
+	Replay Duration `yaml:"replay"`
 }
 
 // CDN is one delivery network (steering.CDN plus its health probe).
@@ -511,16 +522,18 @@ func Default() Config {
 		DNSAddr:  "127.0.0.1:8053",
 		LogLevel: "info",
 		Kafka: Kafka{
-			ClientID:        "cdnpilot",
-			BeaconsTopic:    "cdnpilot.beacons.v1",
-			DeadLetterTopic: "cdnpilot.beacons.dlq",
-			RankingsTopic:   "cdnpilot.rankings.v1",
-			OverridesTopic:  "cdnpilot.overrides.v1",
-			Partitions:      6,
-			Compression:     "lz4",
-			BatchTimeout:    Duration(10 * time.Millisecond),
-			ProduceTimeout:  Duration(5 * time.Second),
-			ProduceRetries:  3,
+			ClientID:         "cdnpilot",
+			BeaconsTopic:     "cdnpilot.beacons.v1",
+			DeadLetterTopic:  "cdnpilot.beacons.dlq",
+			RankingsTopic:    "cdnpilot.rankings.v1",
+			OverridesTopic:   "cdnpilot.overrides.v1",
+			ScoreDeltasTopic: "cdnpilot.score-deltas.v1",
+			ScorePartsTopic:  "cdnpilot.score-parts.v1",
+			Partitions:       6,
+			Compression:      "lz4",
+			BatchTimeout:     Duration(10 * time.Millisecond),
+			ProduceTimeout:   Duration(5 * time.Second),
+			ProduceRetries:   3,
 		},
 		ClickHouse: ClickHouse{
 			Database:        "cdnpilot",
@@ -543,7 +556,7 @@ func Default() Config {
 			BatchInterval: Duration(time.Second),
 			InsertTimeout: Duration(30 * time.Second),
 		},
-		Score:    Score{GroupID: "cdnpilot-scorer", Interval: Duration(time.Second)},
+		Score:    Score{GroupID: "cdnpilot-scorer", Interval: Duration(time.Second), Replay: Duration(5 * time.Minute)},
 		CDNs:     demoCDNs(),
 		Services: demoServices(),
 		// The engine's defaults, so config and engine cannot disagree;
@@ -832,6 +845,26 @@ func (c Config) Validate() error {
 		bad("kafka.overrides_topic", "required")
 	} else if t == c.Kafka.BeaconsTopic || t == c.Kafka.DeadLetterTopic || t == c.Kafka.RankingsTopic {
 		bad("kafka.overrides_topic", "must differ from the beacons, dead letter and rankings topics")
+	}
+	for _, f := range []struct{ name, topic string }{{"kafka.score_deltas_topic", c.Kafka.ScoreDeltasTopic}, {"kafka.score_parts_topic", c.Kafka.ScorePartsTopic}} {
+		if f.topic == "" {
+			bad(f.name, "required")
+			continue
+		}
+		n := 0
+		for _, t := range []string{c.Kafka.BeaconsTopic, c.Kafka.DeadLetterTopic, c.Kafka.RankingsTopic, c.Kafka.OverridesTopic, c.Kafka.ScoreDeltasTopic, c.Kafka.ScorePartsTopic} {
+			if t == f.topic {
+				n++
+			}
+		}
+		if n > 1 {
+			bad(f.name, "%q is another topic's too; every topic has one job", f.topic)
+		}
+	}
+	if c.Score.Replay < c.Score.Interval*10 {
+		bad("score.replay", "%s is under ten score.interval ticks (%s): a member that takes partitions over would start from almost nothing", c.Score.Replay, c.Score.Interval*10)
+	} else if c.Score.Replay > Duration(time.Hour) {
+		bad("score.replay", "%s is over 1h, the deltas topic's retention", c.Score.Replay)
 	}
 
 	for country, region := range c.Geo.Regions {

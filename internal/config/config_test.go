@@ -170,6 +170,8 @@ func TestBadFixtures(t *testing.T) {
 		"max_share.yaml":            "cdns[0].max_share: 1.5 is not in 0..1",
 		"probe_timeout.yaml":        "steering.probe.timeout: 5s must be positive and at most probe.interval",
 		"score_group.yaml":          "score.group_id: must differ from consume.group_id",
+		"score_deltas_topic.yaml":   `kafka.score_deltas_topic: "cdnpilot.rankings.v1" is another topic's too`,
+		"score_replay.yaml":         "score.replay: 3s is under ten score.interval ticks",
 		"score_interval.yaml":       "score.interval: 1m0s is not shorter than steering.stale.freeze",
 		"rankings_topic.yaml":       "kafka.rankings_topic: must differ",
 		"dns_zone.yaml":             `dns.zones[1]: "bad zone." is not a domain name`,

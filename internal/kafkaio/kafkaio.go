@@ -22,6 +22,21 @@ type Topic struct {
 	Partitions int
 	// Compacted topics keep the last record per key (rankings, overrides).
 	Compacted bool
+	// Retention, when set, is the topic's retention.ms: records older
+	// than it are deleted (the scorer group's exchange topics).
+	Retention time.Duration
+}
+
+// configs are the topic's settings for the broker.
+func (t Topic) configs() map[string]string {
+	cfg := map[string]string{}
+	if t.Compacted {
+		cfg["cleanup.policy"] = "compact"
+	}
+	if t.Retention > 0 {
+		cfg["retention.ms"] = strconv.FormatInt(t.Retention.Milliseconds(), 10)
+	}
+	return cfg
 }
 
 // Embedded is an in-process Kafka-protocol broker (kfake) on loopback. It is
@@ -47,11 +62,7 @@ func StartEmbedded(port int, dataDir string, topics ...Topic) (*Embedded, error)
 		if c.TopicInfo(t.Name) != nil {
 			continue
 		}
-		var cfg map[string]string
-		if t.Compacted {
-			cfg = map[string]string{"cleanup.policy": "compact"}
-		}
-		if err := c.CreateTopic(t.Name, int32(t.Partitions), cfg); err != nil {
+		if err := c.CreateTopic(t.Name, int32(t.Partitions), t.configs()); err != nil {
 			c.Close()
 			return nil, fmt.Errorf("create topic %s: %w", t.Name, err)
 		}
@@ -94,8 +105,8 @@ func EnsureTopics(ctx context.Context, brokers []string, topics ...Topic) error 
 	cfgs := make([]kafka.TopicConfig, 0, len(topics))
 	for _, t := range topics {
 		tc := kafka.TopicConfig{Topic: t.Name, NumPartitions: t.Partitions, ReplicationFactor: -1}
-		if t.Compacted {
-			tc.ConfigEntries = []kafka.ConfigEntry{{ConfigName: "cleanup.policy", ConfigValue: "compact"}}
+		for k, v := range t.configs() {
+			tc.ConfigEntries = append(tc.ConfigEntries, kafka.ConfigEntry{ConfigName: k, ConfigValue: v})
 		}
 		cfgs = append(cfgs, tc)
 	}

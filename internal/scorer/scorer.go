@@ -7,7 +7,6 @@ package scorer
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -66,11 +65,7 @@ type Scorer struct {
 	mu       sync.Mutex   // guards pending
 	pending  map[int]kafka.Message
 
-	obsTotal   *prometheus.CounterVec
-	tickSecs   prometheus.Histogram
-	pubErrors  prometheus.Counter
-	snapBytes  prometheus.Gauge
-	overErrors prometheus.Counter
+	m *metrics
 }
 
 // New builds a scorer. wr may be nil (no publishing: the demo's sinks and
@@ -93,21 +88,7 @@ func New(eng *steering.Engine, rd MessageReader, wr MessageWriter, o Options) *S
 		reg = prometheus.NewRegistry()
 	}
 	s := &Scorer{eng: eng, rd: rd, wr: wr, opts: o, log: o.Logger.With("component", "scorer"), pending: map[int]kafka.Message{},
-		obsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cdnpilot_scorer_observations_total",
-			Help: "Beacons read by the scorer, by result (ok, undecodable, unknown_service, unknown_cdn)."}, []string{"result"}),
-		tickSecs: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "cdnpilot_scorer_tick_seconds",
-			Help: "Time to recompute every ranking.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
-		pubErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "cdnpilot_scorer_publish_errors_total",
-			Help: "Ticks whose snapshots could not be published to the rankings topic."}),
-		snapBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "cdnpilot_scorer_snapshot_bytes",
-			Help: "Encoded size of the last tick's snapshots, all services."}),
-		overErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "cdnpilot_scorer_override_errors_total",
-			Help: "Ticks that kept the previous overrides because reading or applying them failed."}),
-	}
-	for _, r := range []string{"ok", "undecodable", "unknown_service", "unknown_cdn"} {
-		s.obsTotal.WithLabelValues(r)
-	}
-	reg.MustRegister(s.obsTotal, s.tickSecs, s.pubErrors, s.snapBytes, s.overErrors)
+		m: newMetrics(reg, false)}
 	return s
 }
 
@@ -164,21 +145,12 @@ func (s *Scorer) consume(ctx context.Context) error {
 
 func (s *Scorer) handle(b *record.Beacon, in *record.Interner, m kafka.Message) {
 	if err := b.Decode(m.Value, in); err != nil {
-		s.obsTotal.WithLabelValues("undecodable").Inc()
+		s.m.observe(err, true)
 		s.log.Debug("undecodable beacon skipped", "partition", m.Partition, "offset", m.Offset, "err", err)
 		return
 	}
 	o := Observation(b)
-	switch err := s.eng.Observe(&o); {
-	case err == nil:
-		s.obsTotal.WithLabelValues("ok").Inc()
-	case errors.Is(err, steering.ErrUnknownService):
-		s.obsTotal.WithLabelValues("unknown_service").Inc()
-	case errors.Is(err, steering.ErrUnknownCDN):
-		s.obsTotal.WithLabelValues("unknown_cdn").Inc()
-	default:
-		s.obsTotal.WithLabelValues("undecodable").Inc()
-	}
+	s.m.observe(s.eng.Observe(&o), false)
 }
 
 // every runs f every d until ctx ends.
@@ -220,13 +192,13 @@ func (s *Scorer) Tick(ctx context.Context, now time.Time) []*steering.Snapshot {
 			err = s.eng.SetOverrides(ovs)
 		}
 		if err != nil {
-			s.overErrors.Inc()
+			s.m.overErrors.Inc()
 			s.log.Warn("overrides: some not applied", "err", err)
 		}
 	}
 	start := time.Now()
 	snaps := s.eng.Tick(now)
-	s.tickSecs.Observe(time.Since(start).Seconds())
+	s.m.tickSecs.Observe(time.Since(start).Seconds())
 	for _, sink := range s.opts.Sinks {
 		for _, snap := range snaps {
 			sink(snap)
@@ -239,22 +211,5 @@ func (s *Scorer) Tick(ctx context.Context, now time.Time) []*steering.Snapshot {
 }
 
 func (s *Scorer) publish(ctx context.Context, snaps []*steering.Snapshot) {
-	msgs := make([]kafka.Message, 0, len(snaps))
-	size := 0
-	for _, snap := range snaps {
-		b, err := steering.MarshalSnapshot(snap)
-		if err != nil {
-			s.log.Error("encode snapshot", "service", snap.Service, "err", err)
-			continue
-		}
-		size += len(b)
-		msgs = append(msgs, kafka.Message{Key: []byte(snap.Service), Value: b})
-	}
-	s.snapBytes.Set(float64(size))
-	pctx, cancel := context.WithTimeout(ctx, s.opts.PublishTimeout)
-	defer cancel()
-	if err := s.wr.WriteMessages(pctx, msgs...); err != nil && ctx.Err() == nil {
-		s.pubErrors.Inc()
-		s.log.Warn("publish snapshots; nodes keep the last good one", "err", err)
-	}
+	publishSnapshots(ctx, s.opts.PublishTimeout, s.wr, snaps, s.m, s.log)
 }
