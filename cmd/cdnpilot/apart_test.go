@@ -123,12 +123,15 @@ func (c *child) kill(t *testing.T) {
 }
 
 // TestRolesApart is the multi-process fault test: the devbroker, a real
-// ClickHouse, 2 ingest, 1 consume, 1 score, 2 steer and 1 admin process,
+// ClickHouse, 2 ingest, 1 consume, 2 score, 2 steer and 1 admin process,
 // with the simulator's players and a ledgered beacon generator posting
 // through both ingest processes, and players and DNS probes steered by
-// both steer processes. Mid-run one steer and the consumer are SIGKILLed
-// and restarted. Every acknowledged beacon is stored exactly once, the
-// surviving steer kept answering from current rankings, an override made
+// both steer processes. The two scorers split the beacon partitions.
+// Mid-run one steer, the consumer and the scorer that is not the leader
+// are SIGKILLed and restarted. Every acknowledged beacon is stored exactly
+// once, the surviving steer kept answering from current rankings, the
+// surviving scorer took every partition and gave half back to the
+// restarted one, an override made
 // on the admin process applies on both steer processes within 5 s, the
 // restarted consumer catches up, and no steering answer was SERVFAIL or
 // empty.
@@ -183,7 +186,8 @@ ingest:
 	}
 	ingest := []*child{role("ingest-1", "ingest"), role("ingest-2", "ingest")}
 	consume := role("consume", "consume")
-	role("score", "score")
+	// Two scorers split the beacon partitions (scorer group).
+	scorers := []*child{role("score-1", "score"), role("score-2", "score")}
 	// steer-1 comes back on the same addresses after its SIGKILL, as a
 	// restarted pod behind its Service would.
 	steer1 := []string{"--http-addr", freeAddr(t), "--dns-addr", freeAddr(t)}
@@ -280,11 +284,28 @@ ingest:
 			return ok && age < 3
 		})
 	}
+	parts := func(c *child) float64 {
+		n, _ := gauge(c.http, "cdnpilot_scorer_partitions")
+		return n
+	}
+	partitions := float64(config.Default().Kafka.Partitions)
+	waitFor(t, 60*time.Second, "the scorers to split the beacon partitions", func() bool {
+		return parts(scorers[0]) > 0 && parts(scorers[1]) > 0 && parts(scorers[0])+parts(scorers[1]) == partitions
+	})
+	// The one that does not publish the snapshots dies: the leader goes
+	// on publishing, with the dead member's regions frozen until its
+	// partitions move.
+	dead, survivor := 0, 1
+	if l, _ := gauge(scorers[0].http, "cdnpilot_scorer_leader"); l == 1 {
+		dead, survivor = 1, 0
+	}
 	time.Sleep(3 * time.Second)
 
-	// SIGKILL one steer and the consumer, mid-load.
+	// SIGKILL one steer, the consumer and a scorer, mid-load.
 	steer[0].kill(t)
 	consume.kill(t)
+	scorers[dead].kill(t)
+	killed := time.Now()
 	before := answers[1].Load()
 	time.Sleep(5 * time.Second)
 	if n := answers[1].Load() - before; n < 20 {
@@ -295,6 +316,17 @@ ingest:
 	}
 	steer[0] = role("steer-1 (restarted)", "steer", steer1...)
 	role("consume (restarted)", "consume")
+	waitFor(t, 30*time.Second, "the surviving scorer to take every partition", func() bool { return parts(scorers[survivor]) == partitions })
+	t.Logf("the surviving scorer owned every partition %v after the other's SIGKILL", time.Since(killed).Round(100*time.Millisecond))
+	scorers[dead] = role("score (restarted)", "score")
+	restarted := time.Now()
+	waitFor(t, 60*time.Second, "the restarted scorer to take its share of the partitions again", func() bool {
+		return parts(scorers[dead]) > 0 && parts(scorers[survivor]) > 0
+	})
+	t.Logf("the restarted scorer owned %v partitions %v after it started", parts(scorers[dead]), time.Since(restarted).Round(100*time.Millisecond))
+	if age, ok := gauge(steer[1].http, "cdnpilot_snapshot_age_seconds"); !ok || age > 3 {
+		t.Errorf("steer-2's ranking snapshot is %v s old after the scorers split again (found %v)", age, ok)
+	}
 
 	// An override made on the admin process reaches both steer processes.
 	body := `{"action":"pin","cdn":"cdn-c","scope":{"service":"vod","region":"eu-west"},"reason":"apart test","expires_at":"` +

@@ -20,6 +20,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/cdnpilot/cdnpilot/internal/app"
 	"github.com/cdnpilot/cdnpilot/internal/config"
 )
 
@@ -30,7 +31,7 @@ import (
 // The role services, by the exact names docs and dashboards use, with the
 // subcommand each runs; migrate is the one-shot before them.
 var roles = map[string]string{
-	"ingest-1": "ingest", "ingest-2": "ingest", "consume": "consume", "score": "score",
+	"ingest-1": "ingest", "ingest-2": "ingest", "consume": "consume", "score-1": "score", "score-2": "score",
 	"steer-1": "steer", "steer-2": "steer", "admin": "admin", "migrate": "migrate",
 }
 
@@ -217,14 +218,116 @@ func TestKafka(t *testing.T) {
 		t.Fatal("no kafka-topics service")
 	}
 	oneShot(t, topics)
-	script := strings.Join(append(slices.Clone(topics.Entrypoint), topics.Command...), " ")
-	for _, topic := range []string{cfg.Kafka.BeaconsTopic, cfg.Kafka.DeadLetterTopic, cfg.Kafka.RankingsTopic, cfg.Kafka.OverridesTopic} {
-		if !strings.Contains(script, "--topic "+topic+" ") {
-			t.Errorf("kafka-topics does not create %s", topic)
+	created := createdTopics(t, topics.Command)
+	// As cdnpilot would create them (app.Topics): partitions, compaction
+	// and retention.
+	for _, want := range app.Topics(cfg) {
+		got, ok := created[want.Name]
+		if !ok {
+			t.Errorf("kafka-topics does not create %s", want.Name)
+			continue
 		}
+		delete(created, want.Name)
+		if got.partitions != want.Partitions {
+			t.Errorf("kafka-topics: %s has %d partitions, cdnpilot creates it with %d", want.Name, got.partitions, want.Partitions)
+		}
+		if compacted := got.configs["cleanup.policy"] == "compact"; compacted != want.Compacted {
+			t.Errorf("kafka-topics: %s: cleanup.policy %q, want compacted %v", want.Name, got.configs["cleanup.policy"], want.Compacted)
+		}
+		retention := ""
+		if want.Retention > 0 {
+			retention = strconv.FormatInt(want.Retention.Milliseconds(), 10)
+		}
+		if got.configs["retention.ms"] != retention {
+			t.Errorf("kafka-topics: %s: retention.ms %q, want %q", want.Name, got.configs["retention.ms"], retention)
+		}
+	}
+	for name := range created {
+		t.Errorf("kafka-topics creates %s, which cdnpilot.yaml does not name", name)
 	}
 	for _, b := range brokers {
 		waitsFor(t, topics, b.Name, types.ServiceConditionHealthy)
+	}
+
+	// The scorer group: at least two members, at most one per beacon
+	// partition, all in one consumer group.
+	var scorers []string
+	groups := map[string]bool{}
+	for name, role := range roles {
+		if role == "score" {
+			scorers = append(scorers, name)
+			groups[loadConfig(t, p, p.Services[name]).Score.GroupID] = true
+		}
+	}
+	if len(scorers) < 2 || len(scorers) > cfg.Kafka.Partitions {
+		t.Errorf("scorers %v: want 2 up to kafka.partitions (%d), the beacon partitions", scorers, cfg.Kafka.Partitions)
+	}
+	if len(groups) != 1 {
+		t.Errorf("scorers %v are in the groups %v: one score.group_id splits the partitions between them", scorers, groups)
+	}
+}
+
+// topic is how the kafka-topics job creates one topic.
+type topic struct {
+	partitions int
+	configs    map[string]string // --config key=value
+}
+
+// createdTopics reads the `create --topic NAME ...` lines of the
+// kafka-topics script.
+func createdTopics(t *testing.T, command []string) map[string]topic {
+	t.Helper()
+	out := map[string]topic{}
+	for _, line := range strings.Split(strings.Join(command, "\n"), "\n") {
+		args := strings.Fields(line)
+		if len(args) == 0 || args[0] != "create" {
+			continue
+		}
+		name, tp := "", topic{configs: map[string]string{}}
+		for i := 1; i+1 < len(args); i += 2 {
+			switch flag, v := args[i], args[i+1]; flag {
+			case "--topic":
+				name = v
+			case "--partitions":
+				n, err := strconv.Atoi(v)
+				if err != nil {
+					t.Errorf("kafka-topics: %q: --partitions %q", line, v)
+				}
+				tp.partitions = n
+			case "--config":
+				k, val, _ := strings.Cut(v, "=")
+				tp.configs[k] = val
+			default:
+				t.Errorf("kafka-topics: %q: unexpected %s", line, flag)
+			}
+		}
+		if _, dup := out[name]; dup || name == "" {
+			t.Errorf("kafka-topics: %q: no topic, or one created twice", line)
+		}
+		out[name] = tp
+	}
+	if len(out) == 0 {
+		t.Fatal("kafka-topics: no `create --topic` line")
+	}
+	return out
+}
+
+// TestPublishedPorts: every published port is on 127.0.0.1, and no two
+// services publish the same host port.
+func TestPublishedPorts(t *testing.T) {
+	p := loadProject(t, nil)
+	owner := map[string]string{}
+	for _, s := range p.Services {
+		for _, pc := range s.Ports {
+			if pc.HostIP != "127.0.0.1" {
+				t.Errorf("%s: port %s/%s is published on %q, want 127.0.0.1", s.Name, pc.Published, pc.Protocol, pc.HostIP)
+			}
+			key := pc.Published + "/" + pc.Protocol
+			if prev, dup := owner[key]; dup {
+				t.Errorf("%s: host port %s is %s's too", s.Name, key, prev)
+			}
+			owner[key] = s.Name
+		}
 	}
 }
 

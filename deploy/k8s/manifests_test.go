@@ -12,7 +12,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"reflect"
 	"regexp"
 	"slices"
 	"sort"
@@ -772,7 +771,7 @@ func (c checker) deployments() {
 	for _, h := range all[*autoscalingv2.HorizontalPodAutoscaler](c.b) {
 		hpaTargets[h.Spec.ScaleTargetRef.Name] = true
 	}
-	scoreGroups := map[string]string{}
+	var scorers []string
 	for _, d := range deps {
 		where := "Deployment " + d.Name
 		role := roleOf(d)
@@ -790,22 +789,17 @@ func (c checker) deployments() {
 				c.p.add("%s: selector also matches the pods of Deployment %s", where, other.Name)
 			}
 		}
-		switch {
-		case hpaTargets[d.Name] && d.Spec.Replicas != nil:
+		if hpaTargets[d.Name] && d.Spec.Replicas != nil {
 			c.p.add("%s: sets replicas but an HPA scales it (each apply would reset the HPA's count)", where)
-		case role == "score" && (d.Spec.Replicas == nil || *d.Spec.Replicas != 1):
-			c.p.add("%s: a score Deployment runs exactly 1 replica (one scorer per consumer group; scale with a standby, docs/OPERATIONS.md)", where)
-		}
-		if role == "score" && d.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
-			c.p.add("%s: a scorer rolls with the Recreate strategy, or two scorers share its consumer group during the rollout", where)
 		}
 		cfg := c.pod(where, role, d.Spec.Template, true)
-		if role == "score" && cfg != nil {
-			if prev, dup := scoreGroups[cfg.Score.GroupID]; dup {
-				c.p.add("%s: score.group_id %q is also Deployment %s's: two scorers in one group split the beacons", where, cfg.Score.GroupID, prev)
-			}
-			scoreGroups[cfg.Score.GroupID] = d.Name
+		if role == "score" {
+			scorers = append(scorers, d.Name)
+			c.scorer(where, d, cfg, hpaTargets[d.Name])
 		}
+	}
+	if len(scorers) > 1 {
+		c.p.add("role score: %d Deployments %v: the scorers are one Deployment, one consumer group on one config (docs/ARCHITECTURE.md, Scorer group)", len(scorers), scorers)
 	}
 	for _, role := range autoscaled {
 		found := false
@@ -815,6 +809,27 @@ func (c checker) deployments() {
 		if !found {
 			c.p.add("role %s: no HPA targets its Deployment", role)
 		}
+	}
+}
+
+// scorer checks the score Deployment: a group of 2 up to kafka.partitions
+// members, rolled and scaled one member at a time.
+func (c checker) scorer(where string, d *appsv1.Deployment, cfg *config.Config, autoscaled bool) {
+	n := int32(1) // the API server's default
+	if d.Spec.Replicas != nil {
+		n = *d.Spec.Replicas
+	}
+	if n < 2 {
+		c.p.add("%s: replicas %d: the scorer group needs at least 2 members, so that a dead one's partitions move to another", where, n)
+	}
+	if cfg != nil && int(n) > cfg.Kafka.Partitions {
+		c.p.add("%s: replicas %d, more than kafka.partitions (%d): a member beyond the beacon partitions gets none and sits idle", where, n, cfg.Kafka.Partitions)
+	}
+	if d.Spec.Strategy.Type == appsv1.RecreateDeploymentStrategyType {
+		c.p.add("%s: the Recreate strategy stops every member at once, and with them the snapshots; roll one member at a time", where)
+	}
+	if autoscaled {
+		c.p.add("%s: an HPA scales the scorer group: every change in its size rebalances the group and rebuilds every member's windows", where)
 	}
 }
 
@@ -1192,8 +1207,8 @@ func (c checker) pdbs() {
 	}
 }
 
-// configs loads every generated config file and holds the files of one
-// ConfigMap equal but for score.group_id (the standby scorer's copy).
+// configs loads and validates every generated config file; config.yaml, the
+// one every role reads, must name a real Kafka and ClickHouse.
 func (c checker) configs() {
 	files, ok := c.b.configs[configMapName]
 	if !ok || files["config.yaml"] == "" {
@@ -1209,14 +1224,11 @@ func (c checker) configs() {
 		c.p.add("%s: production needs kafka.brokers and clickhouse.addr (the embedded broker and memory store are for the demo)", files["config.yaml"])
 	}
 	for key, file := range files {
-		cfg, err := loadConfig(file)
-		if err != nil {
-			c.p.add("%v", err)
+		if key == "config.yaml" {
 			continue
 		}
-		cfg.Score.GroupID = main.Score.GroupID
-		if !reflect.DeepEqual(cfg, main) {
-			c.p.add("%s: %s differs from config.yaml in more than score.group_id", c.b.dir, key)
+		if _, err := loadConfig(file); err != nil {
+			c.p.add("%v", err)
 		}
 	}
 }
@@ -1429,6 +1441,22 @@ func TestChecksCatchBreakage(t *testing.T) {
 		return b.find("PodDisruptionBudget", name).(*policyv1.PodDisruptionBudget)
 	}
 	one := int32(1)
+	// One scorer more than the base's beacon partitions, and the base's
+	// config with a single partition.
+	baseConfig, err := os.ReadFile(filepath.Join(baseDir, "config.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loadConfig(filepath.Join(baseDir, "config.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	many := int32(cfg.Kafka.Partitions + 1)
+	fewPartitions := filepath.Join(t.TempDir(), "config.yaml")
+	few := strings.Replace(string(baseConfig), fmt.Sprintf("\n  partitions: %d ", cfg.Kafka.Partitions), "\n  partitions: 1 ", 1)
+	if err := os.WriteFile(fewPartitions, []byte(few), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name   string
 		mutate func(b *build)
@@ -1458,14 +1486,23 @@ func TestChecksCatchBreakage(t *testing.T) {
 			a := ctr(b, "cdnpilot-admin").Args
 			a[slices.Index(a, "--config")+1] = "/etc/cdnpilot/prod.yaml"
 		}, "has no key prod.yaml"},
-		{"standby in the primary's group", func(b *build) {
-			a := ctr(b, "cdnpilot-score-standby").Args
-			a[slices.Index(a, "--config")+1] = "/etc/cdnpilot/config.yaml"
-		}, "two scorers in one group"},
-		{"two scorers", func(b *build) { two := int32(2); dep(b, "cdnpilot-score").Spec.Replicas = &two }, "exactly 1 replica"},
-		{"scorer rolling", func(b *build) {
-			dep(b, "cdnpilot-score").Spec.Strategy = appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType}
-		}, "Recreate"},
+		{"one scorer", func(b *build) { dep(b, "cdnpilot-score").Spec.Replicas = &one }, "needs at least 2 members"},
+		{"scorer replicas unset", func(b *build) { dep(b, "cdnpilot-score").Spec.Replicas = nil }, "needs at least 2 members"},
+		{"scorers beyond the partitions", func(b *build) { dep(b, "cdnpilot-score").Spec.Replicas = &many }, fmt.Sprintf("more than kafka.partitions (%d)", cfg.Kafka.Partitions)},
+		{"partitions under the scorers", func(b *build) { b.configs[configMapName]["config.yaml"] = fewPartitions }, "more than kafka.partitions (1)"},
+		{"second score Deployment", func(b *build) {
+			d := dep(b, "cdnpilot-score").DeepCopy()
+			d.Name = "cdnpilot-score-b"
+			b.objects = append(b.objects, object{src: "test", obj: d})
+		}, "role score: 2 Deployments"},
+		{"scorers recreated", func(b *build) {
+			dep(b, "cdnpilot-score").Spec.Strategy = appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType}
+		}, "Recreate strategy stops every member"},
+		{"scorers autoscaled", func(b *build) {
+			h := hpa(b, "cdnpilot-ingest").DeepCopy()
+			h.Name, h.Spec.ScaleTargetRef.Name = "cdnpilot-score", "cdnpilot-score"
+			b.objects = append(b.objects, object{src: "test", obj: h})
+		}, "an HPA scales the scorer group"},
 		{"replicas under an HPA", func(b *build) { dep(b, "cdnpilot-ingest").Spec.Replicas = &one }, "an HPA scales it"},
 		{"writable root", func(b *build) { f := false; ctr(b, "cdnpilot-steer").SecurityContext.ReadOnlyRootFilesystem = &f }, "readOnlyRootFilesystem"},
 		{"capability", func(b *build) {
@@ -1548,8 +1585,7 @@ spec:
         - name: cdnpilot
           image: ghcr.io/cdnpilot/cdnpilot:v1
 `
-	kust := "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [d.yaml]\nconfigMapGenerator:\n  - name: cdnpilot-config\n    files: [config.yaml, config-score-standby.yaml]\n"
-	standby := strings.Replace(string(baseConfig), "group_id: cdnpilot-scorer ", "group_id: cdnpilot-scorer-standby ", 1)
+	kust := "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [d.yaml]\nconfigMapGenerator:\n  - name: cdnpilot-config\n    files: [config.yaml]\n"
 	tests := []struct {
 		name  string
 		files map[string]string
@@ -1572,12 +1608,12 @@ spec:
 		}, `unknown field "replicaz"`},
 		{"replicas target", map[string]string{"kustomization.yaml": kust + "replicas:\n  - name: other\n    count: 2\n"}, "replicas: no Deployment other"},
 		{"images target", map[string]string{"kustomization.yaml": kust + "images:\n  - name: ghcr.io/other/other\n    newTag: v1\n"}, "no container runs"},
-		{"missing generator file", map[string]string{"kustomization.yaml": strings.Replace(kust, "config-score-standby.yaml]", "config-score-standby.yaml, extra.yaml]", 1)}, "extra.yaml"},
+		{"missing generator file", map[string]string{"kustomization.yaml": strings.Replace(kust, "[config.yaml]", "[config.yaml, extra.yaml]", 1)}, "extra.yaml"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
-			files := map[string]string{"kustomization.yaml": kust, "d.yaml": deployment, "config.yaml": string(baseConfig), "config-score-standby.yaml": standby}
+			files := map[string]string{"kustomization.yaml": kust, "d.yaml": deployment, "config.yaml": string(baseConfig)}
 			for k, v := range tt.files {
 				files[k] = v
 			}
@@ -1595,7 +1631,7 @@ spec:
 
 	// The fixture itself builds.
 	dir := t.TempDir()
-	for k, v := range map[string]string{"kustomization.yaml": kust, "d.yaml": deployment, "config.yaml": string(baseConfig), "config-score-standby.yaml": standby} {
+	for k, v := range map[string]string{"kustomization.yaml": kust, "d.yaml": deployment, "config.yaml": string(baseConfig)} {
 		if err := os.WriteFile(filepath.Join(dir, k), []byte(v), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -1605,14 +1641,16 @@ spec:
 		t.Fatalf("the fixture does not build: %v", err)
 	}
 
-	// Config files are loaded strictly and compared.
+	// Config files are loaded strictly and validated, every one of them.
 	t.Run("config", func(t *testing.T) {
 		for _, tc := range []struct {
 			name, file, content, want string
 		}{
 			{"unknown key", "config.yaml", string(baseConfig) + "bogus_key: 1\n", "unknown key bogus_key"},
 			{"invalid value", "config.yaml", strings.Replace(string(baseConfig), "ttl: 30s", "ttl: 0s", 1), "dns.ttl"},
-			{"standby drift", "config-score-standby.yaml", strings.Replace(standby, "ttl: 30s", "ttl: 20s", 1), "differs from config.yaml"},
+			{"replay past the deltas' retention", "config.yaml", strings.Replace(string(baseConfig), "replay: 5m ", "replay: 2h ", 1), "score.replay"},
+			{"scorer group's topic taken", "config.yaml", strings.Replace(string(baseConfig), "score_parts_topic: cdnpilot.score-parts.v1 ", "score_parts_topic: cdnpilot.rankings.v1 ", 1), "kafka.score_parts_topic"},
+			{"another file", "steer.yaml", string(baseConfig) + "bogus_key: 1\n", "unknown key bogus_key"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				bb := b.clone()

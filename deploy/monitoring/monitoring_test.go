@@ -395,7 +395,7 @@ func TestPrometheusConfig(t *testing.T) {
 	}
 
 	want := map[string]string{
-		"ingest-1:8080": "ingest", "ingest-2:8080": "ingest", "consume:8080": "consume", "score:8080": "score",
+		"ingest-1:8080": "ingest", "ingest-2:8080": "ingest", "consume:8080": "consume", "score-1:8080": "score", "score-2:8080": "score",
 		"steer-1:8080": "steer", "steer-2:8080": "steer", "admin:8080": "admin",
 	}
 	got := map[string]string{}

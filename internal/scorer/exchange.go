@@ -30,7 +30,10 @@ type OffsetRange struct {
 
 // DeltaMessage is one record of the deltas topic.
 type DeltaMessage struct {
-	Format     int             `json:"format"`
+	Format int `json:"format"`
+	// Group is the consumer group: members of other groups that share the
+	// topic (a second installation, an old standby) are ignored.
+	Group      string          `json:"group"`
 	Member     string          `json:"member"`
 	Generation int32           `json:"generation"`
 	At         time.Time       `json:"at"`
@@ -42,6 +45,7 @@ type DeltaMessage struct {
 // one service's regions and ASNs.
 type PartMessage struct {
 	Format     int                 `json:"format"`
+	Group      string              `json:"group"`
 	Service    string              `json:"service"`
 	Member     string              `json:"member"`
 	Generation int32               `json:"generation"`
@@ -72,8 +76,8 @@ func UnmarshalDeltaMessage(data []byte) (*DeltaMessage, error) {
 	switch {
 	case m.Format != exchangeFormat:
 		return nil, fmt.Errorf("delta: format %d is not %d", m.Format, exchangeFormat)
-	case m.Member == "":
-		return nil, fmt.Errorf("delta: member is empty")
+	case m.Member == "" || m.Group == "":
+		return nil, fmt.Errorf("delta: group or member is empty")
 	case m.At.IsZero():
 		return nil, fmt.Errorf("delta of %s: at is missing", m.Member)
 	case m.Delta == nil:
@@ -101,8 +105,8 @@ func UnmarshalPartMessage(data []byte) (*PartMessage, error) {
 	switch {
 	case m.Format != exchangeFormat:
 		return nil, fmt.Errorf("part: format %d is not %d", m.Format, exchangeFormat)
-	case m.Service == "" || m.Member == "":
-		return nil, fmt.Errorf("part: service or member is empty")
+	case m.Service == "" || m.Member == "" || m.Group == "":
+		return nil, fmt.Errorf("part: service, group or member is empty")
 	case m.At.IsZero():
 		return nil, fmt.Errorf("part of %s from %s: at is missing", m.Service, m.Member)
 	}

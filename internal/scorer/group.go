@@ -108,7 +108,7 @@ func NewGroup(deltas, parts MessageWriter, o GroupOptions) (*Group, error) {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	return &Group{o: o, log: o.Logger.With("component", "scorer-group"), m: newMetrics(reg, true),
+	return &Group{o: o, log: o.Logger.With("component", "scorer-group"), m: newMetrics(reg, o.GroupID),
 		deltaW: deltas, partW: parts, probes: map[string][]steering.ProbeResult{}}, nil
 }
 
@@ -183,7 +183,11 @@ func (g *Group) Run(ctx context.Context) error {
 			continue
 		}
 		if err := g.generation(ctx, gen); err != nil && ctx.Err() == nil {
-			g.log.Warn("scorer group generation ended", "generation", gen.ID, "err", err)
+			// Holding partitions without reading them would stall their
+			// regions: end the generation (after a pause, so a broker in
+			// trouble is not hammered) and join the next.
+			g.log.Warn("scorer group generation could not start; rejoining", "generation", gen.ID, "err", err)
+			gen.Start(func(ctx context.Context) { sleep(ctx, 2*time.Second) })
 		}
 		if ctx.Err() != nil {
 			return nil
@@ -383,6 +387,10 @@ func (m *member) applyDelta(msg kafka.Message) {
 		m.g.log.Warn("delta skipped", "offset", msg.Offset, "err", err)
 		return
 	}
+	if d.Group != m.g.o.GroupID {
+		m.g.m.exchange.WithLabelValues("delta", "other_group").Inc()
+		return
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	// A delta whose write timed out on its member's side may have landed
@@ -415,8 +423,9 @@ func (m *member) consume(ctx context.Context, p int, from int64) {
 	r := m.g.partitionReader(m.g.o.Beacons, p)
 	defer r.Close()
 	if err := r.SetOffset(from); err != nil {
-		m.g.log.Error("beacons: seek", "partition", p, "err", err)
-		<-ctx.Done()
+		// Returning ends the generation for this member: it rejoins.
+		m.g.log.Error("beacons: seek; rejoining the group", "partition", p, "err", err)
+		sleep(ctx, 2*time.Second)
 		return
 	}
 	var b record.Beacon
@@ -436,19 +445,21 @@ func (m *member) consume(ctx context.Context, p int, from int64) {
 }
 
 func (m *member) handle(b *record.Beacon, in *record.Interner, msg kafka.Message) {
+	// Decoding needs no lock: each partition's reader decodes its own.
+	err := b.Decode(msg.Value, in)
+	var o steering.Observation
+	if err == nil {
+		o = Observation(b)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.read[msg.Partition] = msg.Offset
-	if err := b.Decode(msg.Value, in); err != nil {
+	if err != nil {
 		m.g.m.observe(err, true)
 		return
 	}
-	o := Observation(b)
-	pub, ok := m.published[msg.Partition]
-	replay := ok && msg.Offset <= pub
-	if replay {
-		err := m.eng.Replay(&o)
-		m.g.m.observe(err, false)
+	if pub, ok := m.published[msg.Partition]; ok && msg.Offset <= pub {
+		m.g.m.observe(m.eng.Replay(&o), false)
 	} else {
 		err := m.eng.Observe(&o)
 		m.g.m.observe(err, false)
@@ -482,6 +493,10 @@ func (m *member) followParts(ctx context.Context, r *kafka.Reader) {
 		if err != nil {
 			m.g.m.exchange.WithLabelValues("part", "invalid").Inc()
 			m.g.log.Warn("part skipped", "offset", msg.Offset, "err", err)
+			continue
+		}
+		if p.Group != m.g.o.GroupID {
+			m.g.m.exchange.WithLabelValues("part", "other_group").Inc()
 			continue
 		}
 		m.g.m.exchange.WithLabelValues("part", "ok").Inc()
@@ -546,7 +561,7 @@ func (m *member) shareDelta(ctx context.Context, now time.Time) {
 		commit[p] = off + 1
 	}
 	if d != nil {
-		dm := DeltaMessage{Format: exchangeFormat, Member: m.gen.MemberID, Generation: m.gen.ID, At: now, Delta: d}
+		dm := DeltaMessage{Format: exchangeFormat, Group: g.o.GroupID, Member: m.gen.MemberID, Generation: m.gen.ID, At: now, Delta: d}
 		for _, p := range m.owned {
 			if f, ok := m.first[p]; ok {
 				dm.Offsets = append(dm.Offsets, OffsetRange{Partition: p, From: f, To: m.read[p]})
@@ -625,7 +640,7 @@ func (m *member) publishParts(ctx context.Context, snaps []*steering.Snapshot, n
 	m.mu.Unlock()
 	msgs := make([]kafka.Message, 0, len(snaps))
 	for _, s := range snaps {
-		pm := PartMessage{Format: exchangeFormat, Service: s.Service, Member: m.gen.MemberID, Generation: m.gen.ID,
+		pm := PartMessage{Format: exchangeFormat, Group: g.o.GroupID, Service: s.Service, Member: m.gen.MemberID, Generation: m.gen.ID,
 			Partitions: m.owned, At: now, Rankings: []*steering.Ranking{}}
 		for _, r := range s.Rankings {
 			if (r.Scope.Level == steering.LevelRegion || r.Scope.Level == steering.LevelASN) && mine[s.Service][r.Scope.Region] {

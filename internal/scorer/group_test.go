@@ -256,15 +256,28 @@ func TestGroupSplitsPartitions(t *testing.T) {
 	produce(10)
 	check("after the leader left")
 
-	// A delta or part that does not decode is counted and skipped.
+	// A delta that does not decode is counted and skipped.
 	if err := deltas.WriteMessages(ctx, kafka.Message{Value: []byte(`{"format":1}`)}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor("the bad delta counted", func() bool {
-		return counter2(t, other.reg, "cdnpilot_scorer_exchange_total", "delta", "invalid") == 1
+	// Another group's delta on the same topic is not this group's to add.
+	foreign := `{"format":1,"group":"another","member":"x","at":"2026-12-06T10:00:00Z","offsets":[{"partition":0,"from":0,"to":99999}],` +
+		`"delta":{"landmark":"` + time.Now().UTC().Format(time.RFC3339) + `","services":[{"service":"vod","newest":"2026-12-06T10:00:00Z",` +
+		`"windows":[{"scope":{"service":"vod","level":"global"},"cdn":"cdn-a","last":"2026-12-06T10:00:00Z","beacons":1e6,"attempts":0,"failures":0,` +
+		`"ebvs":0,"exits":0,"played":0,"stalled":0,"startup":{"i":null,"w":null},"tput":{"i":null,"w":null},"bitrate":{"i":null,"w":null},` +
+		`"ttfb":{"i":null,"w":null},"fast":{},"probation":{}}]}]}}`
+	if _, err := UnmarshalDeltaMessage([]byte(foreign)); err != nil {
+		t.Fatal(err)
+	}
+	if err := deltas.WriteMessages(ctx, kafka.Message{Value: []byte(foreign)}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the bad and the foreign delta counted", func() bool {
+		return counter2(t, other.reg, "cdnpilot_scorer_exchange_total", "delta", "invalid") == 1 &&
+			counter2(t, other.reg, "cdnpilot_scorer_exchange_total", "delta", "other_group") == 1
 	})
 	produce(3)
-	check("after a bad delta")
+	check("after a bad and a foreign delta")
 
 	other.stop()
 	if err := <-other.done; err != nil {
@@ -304,21 +317,22 @@ func TestExchangeMessagesRefuse(t *testing.T) {
 		part           bool
 	}{
 		{"not json", `{`, "decode delta", false},
-		{"unknown field", `{"format":1,"member":"m",` + at + `,"offsets":[{"partition":0,"from":1,"to":2}],` + delta + `,"x":1}`, `unknown field "x"`, false},
+		{"unknown field", `{"format":1,"group":"g","member":"m",` + at + `,"offsets":[{"partition":0,"from":1,"to":2}],` + delta + `,"x":1}`, `unknown field "x"`, false},
 		{"format", `{"format":2,"member":"m",` + at + `}`, "format 2 is not 1", false},
-		{"member", `{"format":1,` + at + `}`, "member is empty", false},
-		{"at", `{"format":1,"member":"m"}`, "at is missing", false},
-		{"no delta", `{"format":1,"member":"m",` + at + `,"offsets":[{"partition":0,"from":1,"to":2}]}`, "delta is missing", false},
-		{"no offsets", `{"format":1,"member":"m",` + at + `,` + delta + `}`, "offsets are missing", false},
-		{"backwards", `{"format":1,"member":"m",` + at + `,"offsets":[{"partition":0,"from":3,"to":2}],` + delta + `}`, "offsets[0]", false},
-		{"twice", `{"format":1,"member":"m",` + at + `,"offsets":[{"partition":0,"from":1,"to":2},{"partition":0,"from":3,"to":4}],` + delta + `}`, "offsets[1]", false},
-		{"trailing", `{"format":1,"member":"m",` + at + `,"offsets":[{"partition":0,"from":1,"to":2}],` + delta + `} {}`, "data after", false},
+		{"member", `{"format":1,"group":"g",` + at + `}`, "group or member is empty", false},
+		{"group", `{"format":1,"member":"m",` + at + `}`, "group or member is empty", false},
+		{"at", `{"format":1,"group":"g","member":"m"}`, "at is missing", false},
+		{"no delta", `{"format":1,"group":"g","member":"m",` + at + `,"offsets":[{"partition":0,"from":1,"to":2}]}`, "delta is missing", false},
+		{"no offsets", `{"format":1,"group":"g","member":"m",` + at + `,` + delta + `}`, "offsets are missing", false},
+		{"backwards", `{"format":1,"group":"g","member":"m",` + at + `,"offsets":[{"partition":0,"from":3,"to":2}],` + delta + `}`, "offsets[0]", false},
+		{"twice", `{"format":1,"group":"g","member":"m",` + at + `,"offsets":[{"partition":0,"from":1,"to":2},{"partition":0,"from":3,"to":4}],` + delta + `}`, "offsets[1]", false},
+		{"trailing", `{"format":1,"group":"g","member":"m",` + at + `,"offsets":[{"partition":0,"from":1,"to":2}],` + delta + `} {}`, "data after", false},
 		{"part format", `{"format":0,"service":"vod","member":"m",` + at + `}`, "format 0", true},
-		{"part service", `{"format":1,"member":"m",` + at + `}`, "service or member is empty", true},
-		{"part at", `{"format":1,"service":"vod","member":"m"}`, "at is missing", true},
-		{"part global", `{"format":1,"service":"vod","member":"m",` + at + `,"rankings":[{"scope":{"service":"vod","level":"global"},"rule":"measured","choices":[{"cdn":"cdn-a","host":"","weight":1,"score":1,"confidence":1,"score_scope":"global","health":"up","samples":1,"views":1,"fast_score":1}]}]}`, "global scope", true},
-		{"part weights", `{"format":1,"service":"vod","member":"m",` + at + `,"rankings":[{"scope":{"service":"vod","level":"region","region":"r"},"rule":"measured","choices":[{"cdn":"cdn-a","host":"","weight":0.5,"score":1,"confidence":1,"score_scope":"region","health":"up","samples":1,"views":1,"fast_score":1}]}]}`, "sum to 0.5", true},
-		{"part other service", `{"format":1,"service":"vod","member":"m",` + at + `,"rankings":[{"scope":{"service":"live","level":"region","region":"r"},"rule":"measured","choices":[{"cdn":"cdn-a","host":"","weight":1,"score":1,"confidence":1,"score_scope":"region","health":"up","samples":1,"views":1,"fast_score":1}]}]}`, `scope.service is "live"`, true},
+		{"part service", `{"format":1,"group":"g","member":"m",` + at + `}`, "service, group or member is empty", true},
+		{"part at", `{"format":1,"group":"g","service":"vod","member":"m"}`, "at is missing", true},
+		{"part global", `{"format":1,"group":"g","service":"vod","member":"m",` + at + `,"rankings":[{"scope":{"service":"vod","level":"global"},"rule":"measured","choices":[{"cdn":"cdn-a","host":"","weight":1,"score":1,"confidence":1,"score_scope":"global","health":"up","samples":1,"views":1,"fast_score":1}]}]}`, "global scope", true},
+		{"part weights", `{"format":1,"group":"g","service":"vod","member":"m",` + at + `,"rankings":[{"scope":{"service":"vod","level":"region","region":"r"},"rule":"measured","choices":[{"cdn":"cdn-a","host":"","weight":0.5,"score":1,"confidence":1,"score_scope":"region","health":"up","samples":1,"views":1,"fast_score":1}]}]}`, "sum to 0.5", true},
+		{"part other service", `{"format":1,"group":"g","service":"vod","member":"m",` + at + `,"rankings":[{"scope":{"service":"live","level":"region","region":"r"},"rule":"measured","choices":[{"cdn":"cdn-a","host":"","weight":1,"score":1,"confidence":1,"score_scope":"region","health":"up","samples":1,"views":1,"fast_score":1}]}]}`, `scope.service is "live"`, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var err error
@@ -335,8 +349,8 @@ func TestExchangeMessagesRefuse(t *testing.T) {
 }
 
 func FuzzExchangeMessages(f *testing.F) {
-	f.Add([]byte(`{"format":1,"member":"m","at":"2026-12-06T10:00:00Z","offsets":[{"partition":0,"from":1,"to":2}],"delta":{"landmark":"2026-12-06T10:00:00Z","services":[{"service":"vod","newest":"2026-12-06T10:00:00Z","windows":[{"scope":{"service":"vod","level":"global"},"cdn":"cdn-a","last":"2026-12-06T10:00:00Z","beacons":1,"attempts":1,"failures":0,"ebvs":0,"exits":0,"played":0,"stalled":0,"startup":{"i":[170],"w":[1]},"tput":{"i":null,"w":null},"bitrate":{"i":null,"w":null},"ttfb":{"i":null,"w":null},"fast":{},"probation":{}}]}]}}`))
-	f.Add([]byte(`{"format":1,"service":"vod","member":"m","generation":3,"partitions":[1],"at":"2026-12-06T10:00:00Z","rankings":[]}`))
+	f.Add([]byte(`{"format":1,"group":"g","member":"m","at":"2026-12-06T10:00:00Z","offsets":[{"partition":0,"from":1,"to":2}],"delta":{"landmark":"2026-12-06T10:00:00Z","services":[{"service":"vod","newest":"2026-12-06T10:00:00Z","windows":[{"scope":{"service":"vod","level":"global"},"cdn":"cdn-a","last":"2026-12-06T10:00:00Z","beacons":1,"attempts":1,"failures":0,"ebvs":0,"exits":0,"played":0,"stalled":0,"startup":{"i":[170],"w":[1]},"tput":{"i":null,"w":null},"bitrate":{"i":null,"w":null},"ttfb":{"i":null,"w":null},"fast":{},"probation":{}}]}]}}`))
+	f.Add([]byte(`{"format":1,"group":"g","service":"vod","member":"m","generation":3,"partitions":[1],"at":"2026-12-06T10:00:00Z","rankings":[]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if m, err := UnmarshalDeltaMessage(data); err == nil {
 			e, err := steering.NewEngine(catalog, steering.DefaultPolicy(), time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC))

@@ -27,7 +27,9 @@ type metrics struct {
 	exchange   *prometheus.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer, group bool) *metrics {
+// newMetrics registers the role's metrics; a scorer group's (group set)
+// also the group's own, labelled with it.
+func newMetrics(reg prometheus.Registerer, group string) *metrics {
 	m := &metrics{
 		obsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cdnpilot_scorer_observations_total",
 			Help: "Beacons read by the scorer, by result (ok, undecodable, unknown_service, unknown_cdn)."}, []string{"result"}),
@@ -44,18 +46,19 @@ func newMetrics(reg prometheus.Registerer, group bool) *metrics {
 		m.obsTotal.WithLabelValues(r)
 	}
 	reg.MustRegister(m.obsTotal, m.tickSecs, m.pubErrors, m.snapBytes, m.overErrors)
-	if group {
-		m.partitions = prometheus.NewGauge(prometheus.GaugeOpts{Name: "cdnpilot_scorer_partitions",
+	if group != "" {
+		gl := prometheus.Labels{"group": group}
+		m.partitions = prometheus.NewGauge(prometheus.GaugeOpts{Name: "cdnpilot_scorer_partitions", ConstLabels: gl,
 			Help: "Beacon partitions this member of the scorer group owns."})
-		m.leader = prometheus.NewGauge(prometheus.GaugeOpts{Name: "cdnpilot_scorer_leader",
+		m.leader = prometheus.NewGauge(prometheus.GaugeOpts{Name: "cdnpilot_scorer_leader", ConstLabels: gl,
 			Help: "1 on the member of the scorer group that publishes the snapshots (it owns partition 0)."})
 		m.rebuild = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "cdnpilot_scorer_generation_start_seconds",
 			Help:    "Time from a new group generation to scoring again (engine rebuilt from the deltas topic).",
 			Buckets: prometheus.ExponentialBuckets(0.01, 2, 12)})
 		m.exchange = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cdnpilot_scorer_exchange_total",
-			Help: "Records of the scorer group's topics read, by kind (delta, part) and result (ok, invalid, duplicate)."}, []string{"kind", "result"})
+			Help: "Records of the scorer group's topics read, by kind (delta, part) and result (ok, invalid, duplicate, other_group)."}, []string{"kind", "result"})
 		for _, k := range []string{"delta", "part"} {
-			for _, r := range []string{"ok", "invalid", "duplicate"} {
+			for _, r := range []string{"ok", "invalid", "duplicate", "other_group"} {
 				if k == "delta" || r != "duplicate" {
 					m.exchange.WithLabelValues(k, r)
 				}

@@ -88,7 +88,7 @@ func New(eng *steering.Engine, rd MessageReader, wr MessageWriter, o Options) *S
 		reg = prometheus.NewRegistry()
 	}
 	s := &Scorer{eng: eng, rd: rd, wr: wr, opts: o, log: o.Logger.With("component", "scorer"), pending: map[int]kafka.Message{},
-		m: newMetrics(reg, false)}
+		m: newMetrics(reg, "")}
 	return s
 }
 
