@@ -79,6 +79,9 @@ type svcState struct {
 	// fresh is the newest observation of the service: when it is older
 	// than stale.freeze the inputs are stale.
 	fresh time.Time
+	// carried are the measured rankings of a snapshot another engine
+	// published (Seed), for scopes this one has not made yet.
+	carried map[Scope]*Ranking
 }
 
 // scopeState is what a scope remembers between ticks.
@@ -184,7 +187,68 @@ func (st *svcState) scope(sc Scope, loc Location) *scopeState {
 		s.health[i] = HealthUnknown
 	}
 	st.scopes[sc] = s
+	if r := st.carried[sc]; r != nil {
+		st.seed(s, r)
+		delete(st.carried, sc)
+	}
 	return s
+}
+
+// Seed carries on from a snapshot of the service that another engine
+// published: the scorer that took over a region, or the whole service, a
+// rebalance or a restart ago. Every measured ranking's weights become its
+// scope's current shares, and its leader stays the leader since the same
+// instant. So the shift cap and the hysteresis go on from where that
+// engine left off, rather than from this engine's first targets. Call it
+// before the first tick; scopes made later take their seed when made.
+func (e *Engine) Seed(snap *Snapshot) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	st, ok := e.svcs[snap.Service]
+	if !ok {
+		return fmt.Errorf("seed %q: %w", snap.Service, ErrUnknownService)
+	}
+	if st.carried == nil {
+		st.carried = map[Scope]*Ranking{}
+	}
+	for _, r := range snap.Rankings {
+		if r.Rule != RuleMeasured || r.Scope.Service != snap.Service {
+			continue
+		}
+		if s := st.scopes[r.Scope]; s != nil {
+			st.seed(s, r)
+			continue
+		}
+		st.carried[r.Scope] = r
+	}
+	return nil
+}
+
+func (st *svcState) seed(s *scopeState, r *Ranking) {
+	shares := make([]float64, len(st.svc.CDNs))
+	leader, since := -1, time.Time{}
+	for _, c := range r.Choices {
+		i, ok := st.idx[c.CDN]
+		if !ok {
+			continue
+		}
+		shares[i] = c.Weight
+		if c.Leader {
+			leader, since = i, time.UnixMilli(c.LeaderSince)
+		}
+	}
+	sum := 0.0
+	for _, v := range shares {
+		sum += v
+	}
+	if sum <= 0 {
+		return // a catalog without the ranked CDNs: nothing to carry on
+	}
+	normalize(shares)
+	s.shares = shares
+	if leader >= 0 {
+		s.leader, s.leaderAt = leader, since
+	}
 }
 
 // Observe folds one beacon into the windows of every scope it belongs to

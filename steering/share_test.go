@@ -241,3 +241,79 @@ func TestApplyDeltaRefuses(t *testing.T) {
 		t.Fatalf("applied: %+v", w)
 	}
 }
+
+// TestSeedCarriesOn: an engine that takes over from another (a scorer
+// group's rebalance) and seeds itself with the other's last snapshot goes
+// on with its leaders and its shares mid-shift; one that does not jumps
+// to its own first targets.
+func TestSeedCarriesOn(t *testing.T) {
+	regions := []string{"eu-west"}
+	aBest := func(cdn, region string) (float64, bool) {
+		if cdn == "cdn-a" {
+			return 0, false
+		}
+		return 0.05, false
+	}
+	bBest := func(cdn, region string) (float64, bool) {
+		if cdn == "cdn-b" {
+			return 0, false
+		}
+		return 0.03, false
+	}
+	// Passive evacuation judges the fast windows, which are no part of
+	// what a seed carries: out of the way here.
+	pol := DefaultPolicy()
+	pol.Passive.EvacuateMargin = 50
+	old, err := NewEngine(demoCatalog(), pol, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := feed(t, old, t0, 120*time.Second, regions, aBest)
+	// cdn-b becomes better: after the dwell it leads, and the shares move
+	// toward it under the shift cap. The old engine stops mid-shift.
+	sc := Scope{Service: "vod", Level: LevelRegion, Region: "eu-west"}
+	var last *Snapshot
+	var was *Ranking
+	for range 600 {
+		now = feed(t, old, now.Add(time.Second), time.Second, regions, bBest)
+		last = old.svcs["vod"].last
+		was = last.Ranking(sc)
+		if b := choiceOf(was, "cdn-b"); b.Leader && b.Weight > 0.3 && b.Weight < 0.7 {
+			break
+		}
+	}
+	if b := choiceOf(was, "cdn-b"); was.Rule != RuleMeasured || !b.Leader || b.Weight < 0.3 || b.Weight > 0.7 {
+		t.Fatalf("the old engine's eu-west is not mid-shift to cdn-b: %+v", was)
+	}
+
+	take := func(seed bool) *Ranking {
+		e, err := NewEngine(demoCatalog(), pol, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seed {
+			if err := e.Seed(last); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// The new engine's windows are rebuilt from the same recent past.
+		feed(t, e, now.Add(-10*time.Second), 10*time.Second, regions, bBest)
+		return e.Tick(now.Add(time.Second))[0].Ranking(sc)
+	}
+	limit := DefaultPolicy().MaxShiftPerMinute / 100 / 60 * 12 // the feed's 10 ticks and one of 2 s
+	seeded, fresh := take(true), take(false)
+	for _, c := range was.Choices {
+		if d := math.Abs(choiceOf(seeded, c.CDN).Weight - c.Weight); d > limit+1e-6 {
+			t.Errorf("seeded: %s moved %.3f from %.3f, more than the cap allows (%.3f): %+v", c.CDN, d, c.Weight, limit, choiceOf(seeded, c.CDN))
+		}
+	}
+	if g := choiceOf(seeded, "cdn-b"); !g.Leader || g.LeaderSince != choiceOf(was, "cdn-b").LeaderSince {
+		t.Errorf("seeded: cdn-b leads from %d, want since %d as before", g.LeaderSince, choiceOf(was, "cdn-b").LeaderSince)
+	}
+	if d := math.Abs(choiceOf(fresh, "cdn-b").Weight - choiceOf(was, "cdn-b").Weight); d <= limit {
+		t.Errorf("unseeded: cdn-b moved only %.3f; the test shows nothing", d)
+	}
+	if e, _ := NewEngine(demoCatalog(), DefaultPolicy(), now); e.Seed(&Snapshot{Service: "radio"}) == nil {
+		t.Error("a snapshot of an unknown service was taken")
+	}
+}

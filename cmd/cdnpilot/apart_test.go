@@ -324,9 +324,13 @@ ingest:
 		return parts(scorers[dead]) > 0 && parts(scorers[survivor]) > 0
 	})
 	t.Logf("the restarted scorer owned %v partitions %v after it started", parts(scorers[dead]), time.Since(restarted).Round(100*time.Millisecond))
-	if age, ok := gauge(steer[1].http, "cdnpilot_snapshot_age_seconds"); !ok || age > 3 {
-		t.Errorf("steer-2's ranking snapshot is %v s old after the scorers split again (found %v)", age, ok)
-	}
+	// The split is a rebalance: the leader rebuilds its engine and
+	// publishes again within seconds, well inside steering.stale.freeze.
+	waitFor(t, 10*time.Second, "steer-2 to hold a fresh snapshot after the scorers split again", func() bool {
+		age, ok := gauge(steer[1].http, "cdnpilot_snapshot_age_seconds")
+		return ok && age < 2
+	})
+	t.Logf("steer-2 held a fresh snapshot %v after the restarted scorer started", time.Since(restarted).Round(100*time.Millisecond))
 
 	// An override made on the admin process reaches both steer processes.
 	body := `{"action":"pin","cdn":"cdn-c","scope":{"service":"vod","region":"eu-west"},"reason":"apart test","expires_at":"` +

@@ -350,7 +350,8 @@ func (a *App) buildScorer(cfg config.Config, log *slog.Logger) error {
 		Beacons: cfg.Kafka.BeaconsTopic, Deltas: cfg.Kafka.ScoreDeltasTopic, Parts: cfg.Kafka.ScorePartsTopic,
 		NewEngine: func(now time.Time) (*steering.Engine, error) { return steering.NewEngine(cat, pol, now) },
 		Interval:  cfg.Score.Interval.D(), Replay: cfg.Score.Replay.D(), PartMaxAge: pol.Stale.Static,
-		Rankings: a.rankWriter, Overrides: a.follower, Logger: log, Registerer: a.reg,
+		Rankings: a.rankWriter, RankingsTopic: cfg.Kafka.RankingsTopic, Services: serviceNames(cfg),
+		Overrides: a.follower, Logger: log, Registerer: a.reg,
 	}); err != nil {
 		return err
 	}

@@ -40,8 +40,14 @@ type GroupOptions struct {
 	// the snapshots this long (frozen), then fall back to their parent.
 	PartMaxAge time.Duration
 	// Rankings is the rankings topic; the leader writes the snapshots.
-	Rankings  MessageWriter
-	Overrides steering.OverrideStore
+	Rankings MessageWriter
+	// RankingsTopic and Services, when set, seed every new engine with
+	// the newest snapshot of each service on that topic
+	// (steering.Engine.Seed): leaders and shares carry on across
+	// rebalances and restarts.
+	RankingsTopic string
+	Services      []string
+	Overrides     steering.OverrideStore
 	// Sinks get every snapshot the leader publishes.
 	Sinks []func(*steering.Snapshot)
 	// SessionTimeout: a member that stops heartbeating loses its
@@ -225,6 +231,11 @@ func (g *Group) generation(ctx context.Context, gen *kafka.Generation) error {
 		return fmt.Errorf("engine: %w", err)
 	}
 	eng.Share()
+	for _, snap := range g.lastSnapshots(ctx) {
+		if err := eng.Seed(snap); err != nil {
+			g.log.Warn("seed from the last snapshot skipped", "service", snap.Service, "err", err)
+		}
+	}
 	m := &member{g: g, gen: gen, eng: eng, owned: owned, leader: slices.Contains(owned, 0), started: start,
 		published: map[int]int64{}, first: map[int]int64{}, read: map[int]int64{},
 		regions: map[string]map[string]bool{}, parts: map[string]*PartMessage{}}
@@ -278,6 +289,7 @@ func (g *Group) generation(ctx context.Context, gen *kafka.Generation) error {
 	gen.Start(func(ctx context.Context) { m.tickLoop(ctx) })
 	g.m.rebuild.Observe(time.Since(start).Seconds())
 	g.scoring.Store(true)
+	g.log.Info("scorer group scoring", "generation", gen.ID, "rebuilt_in", time.Since(start).Round(time.Millisecond))
 	// Run returns to Next, which waits for the generation to end.
 	return nil
 }
@@ -320,6 +332,63 @@ func (g *Group) offsetAt(ctx context.Context, topic string, p int, t time.Time) 
 		return off, nil
 	}
 	return 0, fmt.Errorf("%s[%d]: dial leader: %w", topic, p, lastErr)
+}
+
+// lastSnapshots are the newest snapshot of each service on the rankings
+// topic, read from a few records before its end (every tick writes every
+// service). Seeding is best effort: on any error, none.
+func (g *Group) lastSnapshots(ctx context.Context) []*steering.Snapshot {
+	if g.o.RankingsTopic == "" || len(g.o.Services) == 0 {
+		return nil
+	}
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var first, last int64
+	var err error
+	for _, b := range g.o.Brokers {
+		var conn *kafka.Conn
+		if conn, err = (&kafka.Dialer{ClientID: g.o.ClientID, Timeout: 5 * time.Second}).DialLeader(dctx, "tcp", b, g.o.RankingsTopic, 0); err != nil {
+			continue
+		}
+		first, last, err = conn.ReadOffsets()
+		conn.Close()
+		break
+	}
+	if err != nil || last <= first {
+		if err != nil {
+			g.log.Warn("no seed: rankings topic offsets", "err", err)
+		}
+		return nil
+	}
+	r := g.partitionReader(g.o.RankingsTopic, 0)
+	defer r.Close()
+	if err := r.SetOffset(max(first, last-int64(4*len(g.o.Services)))); err != nil {
+		g.log.Warn("no seed: rankings topic seek", "err", err)
+		return nil
+	}
+	newest := map[string]*steering.Snapshot{}
+	for {
+		msg, err := r.ReadMessage(dctx)
+		if err != nil {
+			g.log.Warn("no seed: rankings topic read", "err", err)
+			return nil
+		}
+		if snap, err := steering.UnmarshalSnapshot(msg.Value); err == nil {
+			if old := newest[snap.Service]; old == nil || snap.Version > old.Version {
+				newest[snap.Service] = snap
+			}
+		}
+		if msg.Offset >= last-1 {
+			break
+		}
+	}
+	out := make([]*steering.Snapshot, 0, len(newest))
+	for _, svc := range g.o.Services {
+		if snap := newest[svc]; snap != nil {
+			out = append(out, snap)
+		}
+	}
+	return out
 }
 
 // openDeltas opens the deltas topic Replay back and says where it ends now.
@@ -515,6 +584,9 @@ func (m *member) followParts(ctx context.Context, r *kafka.Reader) {
 func (m *member) tickLoop(ctx context.Context) {
 	t := time.NewTicker(m.g.o.Interval)
 	defer t.Stop()
+	// At once: a new generation's first snapshot should not wait a tick
+	// on top of the rebalance.
+	m.tick(ctx, time.Now())
 	for {
 		select {
 		case <-ctx.Done():

@@ -150,7 +150,8 @@ func TestGroupSplitsPartitions(t *testing.T) {
 			NewEngine: func(now time.Time) (*steering.Engine, error) {
 				return steering.NewEngine(catalog, steering.DefaultPolicy(), now)
 			},
-			Interval: 200 * time.Millisecond, Rankings: rankings, SessionTimeout: 6 * time.Second, Registerer: reg})
+			Interval: 200 * time.Millisecond, Rankings: rankings, RankingsTopic: "rankings", Services: []string{"vod"},
+			SessionTimeout: 6 * time.Second, Registerer: reg})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -246,6 +247,15 @@ func TestGroupSplitsPartitions(t *testing.T) {
 	if follower == a {
 		leader, other = b, a
 	}
+	leaderOf := func(snap *steering.Snapshot) steering.Choice {
+		for _, c := range snap.Ranking(steering.Scope{Service: "vod"}).Choices {
+			if c.Leader {
+				return c
+			}
+		}
+		return steering.Choice{}
+	}
+	before := leaderOf(table.Snapshot("vod"))
 	leader.stop()
 	if err := <-leader.done; err != nil {
 		t.Fatal(err)
@@ -255,6 +265,11 @@ func TestGroupSplitsPartitions(t *testing.T) {
 	})
 	produce(10)
 	check("after the leader left")
+	// The new leader's engine was seeded with the last snapshot: the
+	// global leader stays the leader since the same instant.
+	if after := leaderOf(table.Snapshot("vod")); before.CDN == "" || after.CDN != before.CDN || after.LeaderSince != before.LeaderSince {
+		t.Errorf("global leader %s since %d before the leader left, %s since %d after", before.CDN, before.LeaderSince, after.CDN, after.LeaderSince)
+	}
 
 	// A delta that does not decode is counted and skipped.
 	if err := deltas.WriteMessages(ctx, kafka.Message{Value: []byte(`{"format":1}`)}); err != nil {
