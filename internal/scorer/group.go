@@ -314,24 +314,19 @@ func (g *Group) partitionReader(topic string, p int) *kafka.Reader {
 func (g *Group) offsetAt(ctx context.Context, topic string, p int, t time.Time) (int64, error) {
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	var lastErr error
-	for _, b := range g.o.Brokers {
-		conn, err := (&kafka.Dialer{ClientID: g.o.ClientID, Timeout: 5 * time.Second}).DialLeader(dctx, "tcp", b, topic, p)
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		off, err := conn.ReadOffset(t)
-		if err == nil && off < 0 {
-			off, err = conn.ReadLastOffset()
-		}
-		conn.Close()
-		if err != nil {
-			return 0, fmt.Errorf("%s[%d]: offset at %s: %w", topic, p, t.UTC().Format(time.RFC3339), err)
-		}
-		return off, nil
+	conn, err := leaderConn(dctx, g.o.Brokers, g.o.ClientID, topic, p)
+	if err != nil {
+		return 0, err
 	}
-	return 0, fmt.Errorf("%s[%d]: dial leader: %w", topic, p, lastErr)
+	defer conn.Close()
+	off, err := conn.ReadOffset(t)
+	if err == nil && off < 0 { // nothing at or after t
+		off, err = conn.ReadLastOffset()
+	}
+	if err != nil {
+		return 0, fmt.Errorf("%s[%d]: offset at %s: %w", topic, p, t.UTC().Format(time.RFC3339), err)
+	}
+	return off, nil
 }
 
 // lastSnapshots are the newest snapshot of each service on the rankings
@@ -341,25 +336,16 @@ func (g *Group) lastSnapshots(ctx context.Context) []*steering.Snapshot {
 	if g.o.RankingsTopic == "" || len(g.o.Services) == 0 {
 		return nil
 	}
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	var first, last int64
-	var err error
-	for _, b := range g.o.Brokers {
-		var conn *kafka.Conn
-		if conn, err = (&kafka.Dialer{ClientID: g.o.ClientID, Timeout: 5 * time.Second}).DialLeader(dctx, "tcp", b, g.o.RankingsTopic, 0); err != nil {
-			continue
-		}
-		first, last, err = conn.ReadOffsets()
-		conn.Close()
-		break
-	}
-	if err != nil || last <= first {
-		if err != nil {
-			g.log.Warn("no seed: rankings topic offsets", "err", err)
-		}
+	first, last, err := partitionOffsets(ctx, g.o.Brokers, g.o.ClientID, g.o.RankingsTopic)
+	if err != nil {
+		g.log.Warn("no seed: rankings topic offsets", "err", err)
 		return nil
 	}
+	if last <= first {
+		return nil
+	}
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
 	r := g.partitionReader(g.o.RankingsTopic, 0)
 	defer r.Close()
 	if err := r.SetOffset(max(first, last-int64(4*len(g.o.Services)))); err != nil {

@@ -2,6 +2,7 @@ package scorer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -118,16 +119,39 @@ func (s *Subscriber) startOffset(ctx context.Context) (int64, error) {
 	if len(s.brokers) == 0 {
 		return 0, fmt.Errorf("rankings: no brokers")
 	}
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	conn, err := (&kafka.Dialer{ClientID: s.clientID, Timeout: 5 * time.Second}).DialLeader(dctx, "tcp", s.brokers[0], s.topic, 0)
+	first, last, err := partitionOffsets(ctx, s.brokers, s.clientID, s.topic)
 	if err != nil {
-		return 0, fmt.Errorf("rankings: dial leader of %s: %w", s.topic, err)
-	}
-	defer conn.Close()
-	first, last, err := conn.ReadOffsets()
-	if err != nil {
-		return 0, fmt.Errorf("rankings: read offsets of %s: %w", s.topic, err)
+		return 0, fmt.Errorf("rankings: %w", err)
 	}
 	return max(first, last-int64(4*len(s.services))), nil
+}
+
+// leaderConn dials the leader of partition p of topic through the first
+// broker that answers.
+func leaderConn(ctx context.Context, brokers []string, clientID, topic string, p int) (*kafka.Conn, error) {
+	lastErr := errors.New("no brokers")
+	for _, b := range brokers {
+		conn, err := (&kafka.Dialer{ClientID: clientID, Timeout: 5 * time.Second}).DialLeader(ctx, "tcp", b, topic, p)
+		if err == nil {
+			return conn, nil
+		}
+		lastErr = err
+	}
+	return nil, fmt.Errorf("dial leader of %s[%d]: %w", topic, p, lastErr)
+}
+
+// partitionOffsets are the first and the next offset of partition 0 of a
+// one-partition topic.
+func partitionOffsets(ctx context.Context, brokers []string, clientID, topic string) (first, last int64, err error) {
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	conn, err := leaderConn(dctx, brokers, clientID, topic, 0)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer conn.Close()
+	if first, last, err = conn.ReadOffsets(); err != nil {
+		return 0, 0, fmt.Errorf("read offsets of %s: %w", topic, err)
+	}
+	return first, last, nil
 }
