@@ -449,14 +449,21 @@ func (m *member) applyDelta(msg kafka.Message) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	// A delta whose write timed out on its member's side may have landed
-	// all the same and been sent again: the ranges of one partition only
-	// grow, so one that starts at or before what was applied is a copy.
+	// all the same and been sent again: one whose every range ends at or
+	// before what was applied of its partition is that copy. (A delta
+	// that only overlaps is applied: a beacon counted twice in the
+	// shared windows costs less than a live owner's delta lost.)
+	seen := true
 	for _, r := range d.Offsets {
-		if prev, ok := m.published[r.Partition]; ok && r.From <= prev {
-			m.g.m.exchange.WithLabelValues("delta", "duplicate").Inc()
-			m.g.log.Debug("delta applied already; skipped", "offset", msg.Offset, "member", d.Member, "partition", r.Partition)
-			return
+		if prev, ok := m.published[r.Partition]; !ok || r.To > prev {
+			seen = false
+			break
 		}
+	}
+	if seen {
+		m.g.m.exchange.WithLabelValues("delta", "duplicate").Inc()
+		m.g.log.Debug("delta applied already; skipped", "offset", msg.Offset, "member", d.Member)
+		return
 	}
 	if err := m.eng.ApplyDelta(d.Delta); err != nil {
 		m.g.m.exchange.WithLabelValues("delta", "invalid").Inc()

@@ -294,6 +294,34 @@ func TestGroupSplitsPartitions(t *testing.T) {
 	produce(3)
 	check("after a bad and a foreign delta")
 
+	// A delta sent twice (its write timed out but landed) is applied once.
+	first, last, err := partitionOffsets(ctx, brokers, "test", "deltas")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: "deltas", Partition: 0, MaxWait: 100 * time.Millisecond})
+	defer rd.Close()
+	if err := rd.SetOffset(max(first, last-20)); err != nil {
+		t.Fatal(err)
+	}
+	var again []byte
+	for again == nil {
+		msg, err := rd.ReadMessage(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d, err := UnmarshalDeltaMessage(msg.Value); err == nil && d.Group == "score" {
+			again = msg.Value
+		}
+	}
+	if err := deltas.WriteMessages(ctx, kafka.Message{Value: again}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the copy counted as a duplicate", func() bool {
+		return counter2(t, other.reg, "cdnpilot_scorer_exchange_total", "delta", "duplicate") == 1
+	})
+	check("after a delta sent twice")
+
 	other.stop()
 	if err := <-other.done; err != nil {
 		t.Fatal(err)
