@@ -320,19 +320,7 @@ func (e *Engine) observe(o *Observation, replay bool) error {
 			sc = p
 			continue
 		}
-		win := e.windows[k]
-		if win == nil {
-			s := st.scope(sc, o.Location)
-			h := &s.hot[st.idx[o.CDN]]
-			win = &window{hot: h}
-			h.win = win
-			e.windows[k] = win
-			e.winGen++
-		}
-		if !win.dirty {
-			e.dirty = append(e.dirty, win)
-		}
-		win.add(o, w, f, pw)
+		e.window(st, k, o.Location).add(o, w, f, pw)
 		p, ok := sc.parent(o.Location)
 		if !ok {
 			break
@@ -348,6 +336,24 @@ func (e *Engine) observe(o *Observation, replay bool) error {
 		}
 	}
 	return nil
+}
+
+// window is the window of k, made on first use, and about to take
+// samples: on the dirty list for the next tick's refresh.
+func (e *Engine) window(st *svcState, k winKey, loc Location) *window {
+	win := e.windows[k]
+	if win == nil {
+		s := st.scope(k.scope, loc)
+		h := &s.hot[st.idx[k.cdn]]
+		win = &window{hot: h}
+		h.win = win
+		e.windows[k] = win
+		e.winGen++
+	}
+	if !win.dirty {
+		e.dirty = append(e.dirty, win)
+	}
+	return win
 }
 
 // account estimates delivered volume per CDN for commit tracking: played

@@ -195,20 +195,7 @@ func (e *Engine) ApplyDelta(d *Delta) error {
 		}
 		for i := range sd.Windows {
 			dw := &sd.Windows[i]
-			k := winKey{scope: dw.Scope, cdn: dw.CDN}
-			win := e.windows[k]
-			if win == nil {
-				s := st.scope(dw.Scope, Location{Country: dw.Scope.Country})
-				h := &s.hot[st.idx[dw.CDN]]
-				win = &window{hot: h}
-				h.win = win
-				e.windows[k] = win
-				e.winGen++
-			}
-			if !win.dirty {
-				e.dirty = append(e.dirty, win)
-			}
-			win.merge(dw, ks, kf)
+			e.window(st, winKey{scope: dw.Scope, cdn: dw.CDN}, Location{Country: dw.Scope.Country}).merge(dw, ks, kf)
 		}
 		for _, ud := range sd.Usage {
 			u := e.usage[ud.CDN]

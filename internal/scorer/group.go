@@ -279,12 +279,12 @@ func (g *Group) generation(ctx context.Context, gen *kafka.Generation) error {
 	}
 	// Every function of a generation runs until the generation ends (one
 	// returning would end it for this member).
-	gen.Start(func(ctx context.Context) { m.followDeltas(ctx, deltas) })
+	gen.Start(func(ctx context.Context) { g.follow(ctx, deltas, "deltas", m.applyDelta) })
 	for _, p := range owned {
 		gen.Start(func(ctx context.Context) { m.consume(ctx, p, from[p]) })
 	}
 	if parts != nil {
-		gen.Start(func(ctx context.Context) { m.followParts(ctx, parts) })
+		gen.Start(func(ctx context.Context) { g.follow(ctx, parts, "parts", m.takePart) })
 	}
 	gen.Start(func(ctx context.Context) { m.tickLoop(ctx) })
 	g.m.rebuild.Observe(time.Since(start).Seconds())
@@ -419,7 +419,8 @@ func (m *member) catchUpDeltas(ctx context.Context, r *kafka.Reader, end int64) 
 	}
 }
 
-func (m *member) followDeltas(ctx context.Context, r *kafka.Reader) {
+// follow hands every record of r to fn until ctx ends, and closes r.
+func (g *Group) follow(ctx context.Context, r *kafka.Reader, what string, fn func(kafka.Message)) {
 	defer r.Close()
 	for {
 		msg, err := r.ReadMessage(ctx)
@@ -427,11 +428,11 @@ func (m *member) followDeltas(ctx context.Context, r *kafka.Reader) {
 			if ctx.Err() != nil {
 				return
 			}
-			m.g.log.Warn("deltas: read; retrying", "err", err)
+			g.log.Warn(what+": read; retrying", "err", err)
 			sleep(ctx, time.Second)
 			continue
 		}
-		m.applyDelta(msg)
+		fn(msg)
 	}
 }
 
@@ -539,38 +540,26 @@ func (m *member) handle(b *record.Beacon, in *record.Interner, msg kafka.Message
 	}
 }
 
-func (m *member) followParts(ctx context.Context, r *kafka.Reader) {
-	defer r.Close()
-	for {
-		msg, err := r.ReadMessage(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			m.g.log.Warn("parts: read; retrying", "err", err)
-			sleep(ctx, time.Second)
-			continue
-		}
-		p, err := UnmarshalPartMessage(msg.Value)
-		if err != nil {
-			m.g.m.exchange.WithLabelValues("part", "invalid").Inc()
-			m.g.log.Warn("part skipped", "offset", msg.Offset, "err", err)
-			continue
-		}
-		if p.Group != m.g.o.GroupID {
-			m.g.m.exchange.WithLabelValues("part", "other_group").Inc()
-			continue
-		}
-		m.g.m.exchange.WithLabelValues("part", "ok").Inc()
-		if p.Member == m.gen.MemberID {
-			continue // this process's own, from when it was not the leader
-		}
-		m.mu.Lock()
-		key := p.Service + "/" + p.Member
-		if old := m.parts[key]; old == nil || p.At.After(old.At) {
-			m.parts[key] = p
-		}
-		m.mu.Unlock()
+func (m *member) takePart(msg kafka.Message) {
+	p, err := UnmarshalPartMessage(msg.Value)
+	if err != nil {
+		m.g.m.exchange.WithLabelValues("part", "invalid").Inc()
+		m.g.log.Warn("part skipped", "offset", msg.Offset, "err", err)
+		return
+	}
+	if p.Group != m.g.o.GroupID {
+		m.g.m.exchange.WithLabelValues("part", "other_group").Inc()
+		return
+	}
+	m.g.m.exchange.WithLabelValues("part", "ok").Inc()
+	if p.Member == m.gen.MemberID {
+		return // this process's own, from when it was not the leader
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	key := p.Service + "/" + p.Member
+	if old := m.parts[key]; old == nil || p.At.After(old.At) {
+		m.parts[key] = p
 	}
 }
 
@@ -595,19 +584,7 @@ func (m *member) tickLoop(ctx context.Context) {
 func (m *member) tick(ctx context.Context, now time.Time) {
 	g := m.g
 	m.shareDelta(ctx, now)
-	if g.o.Overrides != nil {
-		ovs, err := g.o.Overrides.Active(ctx, now)
-		if err == nil {
-			err = m.eng.SetOverrides(ovs)
-		}
-		if err != nil {
-			g.m.overErrors.Inc()
-			g.log.Warn("overrides: some not applied", "err", err)
-		}
-	}
-	start := time.Now()
-	snaps := m.eng.Tick(now)
-	g.m.tickSecs.Observe(time.Since(start).Seconds())
+	snaps := rank(ctx, m.eng, g.o.Overrides, now, g.m, g.log)
 	if m.leader {
 		m.publishSnapshots(ctx, snaps, now)
 		return

@@ -106,3 +106,22 @@ func publishSnapshots(ctx context.Context, timeout time.Duration, wr MessageWrit
 		log.Warn("publish snapshots; nodes keep the last good one", "err", err)
 	}
 }
+
+// rank applies the overrides active at now (keeping the previous ones if
+// they cannot be read) and ticks the engine.
+func rank(ctx context.Context, eng *steering.Engine, ovs steering.OverrideStore, now time.Time, m *metrics, log *slog.Logger) []*steering.Snapshot {
+	if ovs != nil {
+		active, err := ovs.Active(ctx, now)
+		if err == nil {
+			err = eng.SetOverrides(active)
+		}
+		if err != nil {
+			m.overErrors.Inc()
+			log.Warn("overrides: some not applied", "err", err)
+		}
+	}
+	start := time.Now()
+	snaps := eng.Tick(now)
+	m.tickSecs.Observe(time.Since(start).Seconds())
+	return snaps
+}

@@ -186,19 +186,7 @@ func (s *Scorer) commit(ctx context.Context) {
 // Tick recomputes every ranking at now, hands the snapshots to the sinks
 // and publishes them. It returns them for callers that drive the clock.
 func (s *Scorer) Tick(ctx context.Context, now time.Time) []*steering.Snapshot {
-	if s.opts.Overrides != nil {
-		ovs, err := s.opts.Overrides.Active(ctx, now)
-		if err == nil {
-			err = s.eng.SetOverrides(ovs)
-		}
-		if err != nil {
-			s.m.overErrors.Inc()
-			s.log.Warn("overrides: some not applied", "err", err)
-		}
-	}
-	start := time.Now()
-	snaps := s.eng.Tick(now)
-	s.m.tickSecs.Observe(time.Since(start).Seconds())
+	snaps := rank(ctx, s.eng, s.opts.Overrides, now, s.m, s.log)
 	for _, sink := range s.opts.Sinks {
 		for _, snap := range snaps {
 			sink(snap)
