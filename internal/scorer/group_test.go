@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -416,4 +417,65 @@ func FuzzExchangeMessages(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestAssemble: the leader's own regions stay its own, another region
+// comes from the newest part that has it, and a part older than maxAge
+// or of another service is left out.
+func TestAssemble(t *testing.T) {
+	at := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	rk := func(region, cdn string) *steering.Ranking {
+		sc := steering.Scope{Service: "vod"}
+		if region != "" {
+			sc = steering.Scope{Service: "vod", Level: steering.LevelRegion, Region: region}
+		}
+		return &steering.Ranking{Scope: sc, Rule: steering.RuleMeasured, Choices: []steering.Choice{{CDN: cdn, Weight: 1}}}
+	}
+	own, err := steering.NewSnapshot("vod", 7, at, []*steering.Ranking{rk("", "cdn-a"), rk("eu-1", "cdn-a"), rk("us-1", "cdn-a")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	part := func(member string, age time.Duration, service string, rs ...*steering.Ranking) *PartMessage {
+		return &PartMessage{Format: 1, Group: "g", Service: service, Member: member, At: at.Add(-age), Rankings: rs}
+	}
+	parts := []*PartMessage{
+		part("old", 3*time.Second, "vod", rk("us-1", "cdn-b"), rk("ap-1", "cdn-b")),
+		part("new", time.Second, "vod", rk("us-1", "cdn-c"), rk("eu-1", "cdn-c")),
+		part("gone", 10*time.Minute, "vod", rk("sa-1", "cdn-b")),
+		part("live", time.Second, "live", rk("af-1", "cdn-b")),
+	}
+	// In either order: the newest part wins, not the last one read.
+	for _, ps := range [][]*PartMessage{parts, reversed(parts)} {
+		checkAssembled(t, own, ps, at)
+	}
+}
+
+func checkAssembled(t *testing.T, own *steering.Snapshot, parts []*PartMessage, at time.Time) {
+	t.Helper()
+	got, err := assemble(own, map[string]bool{"eu-1": true}, parts, at, 5*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"": "cdn-a", "eu-1": "cdn-a", "us-1": "cdn-c", "ap-1": "cdn-b"}
+	if len(got.Rankings) != len(want) {
+		t.Errorf("%d rankings, want %d", len(got.Rankings), len(want))
+	}
+	for region, cdn := range want {
+		sc := steering.Scope{Service: "vod"}
+		if region != "" {
+			sc = steering.Scope{Service: "vod", Level: steering.LevelRegion, Region: region}
+		}
+		if r := got.Ranking(sc); r == nil || r.Choices[0].CDN != cdn {
+			t.Errorf("%s: %+v, want %s", sc, r, cdn)
+		}
+	}
+	if got.Version != 7 || !got.At.Equal(at) {
+		t.Errorf("version %d at %s: not the leader's", got.Version, got.At)
+	}
+}
+
+func reversed[T any](s []T) []T {
+	r := slices.Clone(s)
+	slices.Reverse(r)
+	return r
 }
