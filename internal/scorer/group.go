@@ -139,9 +139,6 @@ func (g *Group) setEngine(eng *steering.Engine) {
 	g.probeMu.Lock()
 	defer g.probeMu.Unlock()
 	g.eng = eng
-	if eng == nil {
-		return
-	}
 	for _, h := range g.probes {
 		for _, r := range h {
 			_ = eng.Probe(r) // known CDNs only were kept
@@ -239,8 +236,9 @@ func (g *Group) generation(ctx context.Context, gen *kafka.Generation) error {
 	m := &member{g: g, gen: gen, eng: eng, owned: owned, leader: slices.Contains(owned, 0), started: start,
 		published: map[int]int64{}, first: map[int]int64{}, read: map[int]int64{},
 		regions: map[string]map[string]bool{}, parts: map[string]*PartMessage{}}
+	// Probes go to this engine until the next generation's replaces it
+	// (generation returns while its goroutines run on).
 	g.setEngine(eng)
-	defer g.setEngine(nil)
 	g.m.partitions.Set(float64(len(owned)))
 	g.m.leader.Set(b2f(m.leader))
 	g.log.Info("scorer group generation", "generation", gen.ID, "member", gen.MemberID, "partitions", owned, "leader", m.leader)

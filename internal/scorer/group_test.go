@@ -323,6 +323,16 @@ func TestGroupSplitsPartitions(t *testing.T) {
 	})
 	check("after a delta sent twice")
 
+	// Active probes reach the engine of the current generation: three
+	// failures take cdn-a down in the published snapshot.
+	for i := range 3 {
+		other.g.ProbeResult(steering.ProbeResult{CDN: "cdn-a", At: time.Now(), OK: false, Detail: fmt.Sprint("probe ", i)})
+	}
+	waitFor("cdn-a down by its probes in the snapshot", func() bool {
+		snap := table.Snapshot("vod")
+		return snap != nil && choiceOf(t, snap.Ranking(steering.Scope{Service: "vod"}), "cdn-a").Health == steering.HealthDown
+	})
+
 	other.stop()
 	if err := <-other.done; err != nil {
 		t.Fatal(err)
