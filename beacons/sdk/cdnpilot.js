@@ -405,8 +405,26 @@
         var lvl = data && data.frag && levelOf(data.frag.level);
         if (lvl) v.bitrateChange(lvl.bitrate);
       });
+      var hostOf = function (u) { try { return new URL(u).host; } catch (e) { return ''; } };
+      var resumedAt = -1e9;
       on(E.ERROR, function (ev, data) {
         if (!data) return;
+        // hls.js (1.5 to 1.7 at least) blames a fragment error on the
+        // pathway in use when the error arrives. A fragment still loading
+        // from a CDN that just died fails after the player already moved
+        // to the next pathway, so that one is penalized too, and with every
+        // pathway penalized the error turns fatal and loading stops on a
+        // healthy CDN. Such an error says nothing about the pathway now in
+        // use: resume loading there (at most once every 10 s, so a real
+        // failure of that pathway still ends the view).
+        var frag = data.frag, cur = levelOf(hls.loadLevel);
+        if (data.fatal && frag && frag.url && cur && cur.uri && hostOf(frag.url) !== hostOf(cur.uri) &&
+            /^fragLoad/.test(String(data.details)) && mono() - resumedAt > 10000 && hls.startLoad) {
+          resumedAt = mono();
+          v.error(data.details, false);
+          hls.startLoad();
+          return;
+        }
         v.error(data.details || data.type, data.fatal);
       });
       on(E.DESTROYING, function () { v.end(); });

@@ -91,4 +91,46 @@ const opts = (beacons, viewId) => ({endpoint: 'http://ingest.test', service: 'vo
   check('hls after switch', v.cdn(), 'cdn-b');
 }
 
+// hls.js: a fragment that fails on the CDN the player just left turns
+// fatal (hls.js penalizes the pathway in use for it); the plugin resumes
+// loading on the pathway in use, once, and the view goes on. A fatal
+// error on the pathway in use, or a second one within 10 s, ends it.
+{
+  const cp = load();
+  const hls = new Emitter();
+  hls.levels = [{pathwayId: 'cdn-b', uri: 'http://b.test/media_0.m3u8'}];
+  hls.loadLevel = 0;
+  let starts = 0;
+  hls.startLoad = () => { starts++; };
+  const H = {FRAG_LOADED: 'hlsFragLoaded', ERROR: 'hlsError', DESTROYING: 'hlsDestroying'};
+  hls.constructor = {Events: H, version: '1.7.4'};
+  const beacons = [];
+  const v = cp.attachHls(hls, video(), opts(beacons, 'hls-stale'));
+  hls.fire(H.FRAG_LOADED, H.FRAG_LOADED, {frag: {type: 'main', sn: 2, level: 0, url: 'http://b.test/seg-2.ts'}});
+  const fail = (host, details) => hls.fire(H.ERROR, H.ERROR, {type: 'networkError', details, fatal: true,
+    frag: {type: 'main', sn: 2, url: `http://${host}/seg-2.ts`}});
+  fail('a.test', 'fragLoadError');
+  check('hls stale-pathway error resumes loading', starts, 1);
+  const errs = () => beacons.filter((b) => b.type === 'error').map((b) => `${b.error_code}:${b.fatal}`);
+  check('hls stale-pathway error reported as not fatal', errs(), ['fragLoadError:false']);
+  check('hls view goes on', v.cdn(), 'cdn-b');
+  fail('a.test', 'fragLoadTimeOut');
+  check('hls second stale error within 10 s is fatal', [starts, errs()], [1, ['fragLoadError:false', 'fragLoadTimeOut:true']]);
+}
+{
+  const cp = load();
+  const hls = new Emitter();
+  hls.levels = [{pathwayId: 'cdn-b', uri: 'http://b.test/media_0.m3u8'}];
+  hls.loadLevel = 0;
+  let starts = 0;
+  hls.startLoad = () => { starts++; };
+  const H = {ERROR: 'hlsError'};
+  hls.constructor = {Events: H, version: '1.7.4'};
+  const beacons = [];
+  cp.attachHls(hls, video(), opts(beacons, 'hls-fatal'));
+  hls.fire(H.ERROR, H.ERROR, {type: 'networkError', details: 'fragLoadError', fatal: true, frag: {type: 'main', url: 'http://b.test/seg-3.ts'}});
+  check('hls fatal error on the pathway in use is not resumed', starts, 0);
+  check('hls fatal error on the pathway in use reported', beacons.filter((b) => b.type === 'error').map((b) => b.fatal), [true]);
+}
+
 process.exit(failed ? 1 : 0);
