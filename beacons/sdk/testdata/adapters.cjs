@@ -95,42 +95,37 @@ const opts = (beacons, viewId) => ({endpoint: 'http://ingest.test', service: 'vo
 // fatal (hls.js penalizes the pathway in use for it); the plugin resumes
 // loading on the pathway in use, once, and the view goes on. A fatal
 // error on the pathway in use, or a second one within 10 s, ends it.
-{
+// stalledHls is a fake hls.js playing from cdn-b that counts startLoad.
+function stalledHls(viewId) {
   const cp = load();
   const hls = new Emitter();
   hls.levels = [{pathwayId: 'cdn-b', uri: 'http://b.test/media_0.m3u8'}];
   hls.loadLevel = 0;
-  let starts = 0;
-  hls.startLoad = () => { starts++; };
-  const H = {FRAG_LOADED: 'hlsFragLoaded', ERROR: 'hlsError', DESTROYING: 'hlsDestroying'};
-  hls.constructor = {Events: H, version: '1.7.4'};
-  const beacons = [];
-  const v = cp.attachHls(hls, video(), opts(beacons, 'hls-stale'));
-  hls.fire(H.FRAG_LOADED, H.FRAG_LOADED, {frag: {type: 'main', sn: 2, level: 0, url: 'http://b.test/seg-2.ts'}});
-  const fail = (host, details) => hls.fire(H.ERROR, H.ERROR, {type: 'networkError', details, fatal: true,
+  const f = {hls, starts: 0, beacons: []};
+  hls.startLoad = () => { f.starts++; };
+  f.H = {FRAG_LOADED: 'hlsFragLoaded', ERROR: 'hlsError', DESTROYING: 'hlsDestroying'};
+  hls.constructor = {Events: f.H, version: '1.7.4'};
+  f.v = cp.attachHls(hls, video(), opts(f.beacons, viewId));
+  f.fail = (host, details) => hls.fire(f.H.ERROR, f.H.ERROR, {type: 'networkError', details, fatal: true,
     frag: {type: 'main', sn: 2, url: `http://${host}/seg-2.ts`}});
-  fail('a.test', 'fragLoadError');
-  check('hls stale-pathway error resumes loading', starts, 1);
-  const errs = () => beacons.filter((b) => b.type === 'error').map((b) => `${b.error_code}:${b.fatal}`);
-  check('hls stale-pathway error reported as not fatal', errs(), ['fragLoadError:false']);
-  check('hls view goes on', v.cdn(), 'cdn-b');
-  fail('a.test', 'fragLoadTimeOut');
-  check('hls second stale error within 10 s is fatal', [starts, errs()], [1, ['fragLoadError:false', 'fragLoadTimeOut:true']]);
+  f.errs = () => f.beacons.filter((b) => b.type === 'error').map((b) => `${b.error_code}:${b.fatal}`);
+  return f;
 }
 {
-  const cp = load();
-  const hls = new Emitter();
-  hls.levels = [{pathwayId: 'cdn-b', uri: 'http://b.test/media_0.m3u8'}];
-  hls.loadLevel = 0;
-  let starts = 0;
-  hls.startLoad = () => { starts++; };
-  const H = {ERROR: 'hlsError'};
-  hls.constructor = {Events: H, version: '1.7.4'};
-  const beacons = [];
-  cp.attachHls(hls, video(), opts(beacons, 'hls-fatal'));
-  hls.fire(H.ERROR, H.ERROR, {type: 'networkError', details: 'fragLoadError', fatal: true, frag: {type: 'main', url: 'http://b.test/seg-3.ts'}});
-  check('hls fatal error on the pathway in use is not resumed', starts, 0);
-  check('hls fatal error on the pathway in use reported', beacons.filter((b) => b.type === 'error').map((b) => b.fatal), [true]);
+  const f = stalledHls('hls-stale');
+  f.hls.fire(f.H.FRAG_LOADED, f.H.FRAG_LOADED, {frag: {type: 'main', sn: 2, level: 0, url: 'http://b.test/seg-2.ts'}});
+  f.fail('a.test', 'fragLoadError');
+  check('hls stale-pathway error resumes loading', f.starts, 1);
+  check('hls stale-pathway error reported as not fatal', f.errs(), ['fragLoadError:false']);
+  check('hls view goes on', f.v.cdn(), 'cdn-b');
+  f.fail('a.test', 'fragLoadTimeOut');
+  check('hls second stale error within 10 s is fatal', [f.starts, f.errs()], [1, ['fragLoadError:false', 'fragLoadTimeOut:true']]);
+}
+{
+  const f = stalledHls('hls-fatal');
+  f.fail('b.test', 'fragLoadError');
+  check('hls fatal error on the pathway in use is not resumed', f.starts, 0);
+  check('hls fatal error on the pathway in use reported', f.errs(), ['fragLoadError:true']);
 }
 
 process.exit(failed ? 1 : 0);
