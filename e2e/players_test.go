@@ -262,32 +262,29 @@ func (s *stack) play(t *testing.T, page string, d time.Duration) (wait func() pl
 // poll calls cond until it is true or the deadline passes.
 func poll(t *testing.T, within time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", within, what)
-		}
-		select {
-		case <-t.Context().Done():
-			t.Fatal(t.Context().Err())
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	pollExplain(t, within, what, func() string { return "" }, cond)
 }
 
 // pollPlaying is poll for a condition on a playing view: when it does not
 // come, the failure shows what the player did (its errors and last events).
 func pollPlaying(t *testing.T, within time.Duration, what string, wait func() playResult, cond func() bool) {
 	t.Helper()
+	pollExplain(t, within, what, func() string {
+		res := wait()
+		ev := res.Events
+		if len(ev) > 15 {
+			ev = ev[len(ev)-15:]
+		}
+		return fmt.Sprintf("\nplayer errors: %v\nlast events: %v", res.Errors, ev)
+	}, cond)
+}
+
+func pollExplain(t *testing.T, within time.Duration, what string, explain func() string, cond func() bool) {
+	t.Helper()
 	deadline := time.Now().Add(within)
 	for !cond() {
 		if time.Now().After(deadline) {
-			res := wait()
-			ev := res.Events
-			if len(ev) > 15 {
-				ev = ev[len(ev)-15:]
-			}
-			t.Fatalf("after %v: %s\nplayer errors: %v\nlast events: %v", within, what, res.Errors, ev)
+			t.Fatalf("after %v: %s%s", within, what, explain())
 		}
 		select {
 		case <-t.Context().Done():
