@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cdnpilot/cdnpilot/internal/syncbuf"
 )
 
 // artifactsDir is where browser tests leave their screenshots
@@ -38,7 +40,7 @@ func artifactsDir(t testing.TB, sub string) string {
 // demo is `cdnpilot demo` as a user runs it, on free ports.
 type demo struct {
 	ui, token string
-	stderr    *strings.Builder
+	stderr    *syncbuf.Buffer
 }
 
 // startDemo builds the binary and runs `cdnpilot demo` with extra flags;
@@ -50,7 +52,7 @@ func startDemo(t *testing.T, args ...string) demo {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	d := demo{token: "ui-test-token-0123456789abcdef", stderr: &strings.Builder{}}
+	d := demo{token: "ui-test-token-0123456789abcdef", stderr: &syncbuf.Buffer{}}
 	cmd := exec.Command(bin, append([]string{"demo", "--http-addr", "127.0.0.1:0", "--dns-addr", "127.0.0.1:0"}, args...)...)
 	cmd.Env = append(os.Environ(), "CDNPILOT_ADMIN_TOKEN="+d.token)
 	stdout, err := cmd.StdoutPipe()
@@ -69,7 +71,7 @@ func startDemo(t *testing.T, args ...string) demo {
 		defer close(errDone)
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
-			d.stderr.WriteString(sc.Text() + "\n")
+			_, _ = d.stderr.WriteString(sc.Text() + "\n")
 		}
 	}()
 	t.Cleanup(func() {

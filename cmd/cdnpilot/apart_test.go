@@ -27,6 +27,7 @@ import (
 	"github.com/cdnpilot/cdnpilot/internal/ledgertest"
 	"github.com/cdnpilot/cdnpilot/internal/sim"
 	"github.com/cdnpilot/cdnpilot/internal/simloop"
+	"github.com/cdnpilot/cdnpilot/internal/syncbuf"
 	"github.com/cdnpilot/cdnpilot/steering"
 )
 
@@ -35,7 +36,7 @@ import (
 type child struct {
 	name      string
 	cmd       *exec.Cmd
-	logs      *syncBuffer
+	logs      *syncbuf.Buffer
 	http, dns string
 }
 
@@ -49,7 +50,7 @@ var (
 // serves (a role's "serving" log line, or the devbroker's address).
 func startChild(t *testing.T, name string, env []string, args ...string) *child {
 	t.Helper()
-	c := &child{name: name, logs: &syncBuffer{}}
+	c := &child{name: name, logs: &syncbuf.Buffer{}}
 	c.cmd = exec.Command(os.Args[0], args...)
 	c.cmd.Env = append(append(os.Environ(), "CDNPILOT_TEST_RUN_MAIN=1"), env...)
 	out, err := c.cmd.StdoutPipe()

@@ -12,6 +12,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/cdnpilot/cdnpilot/internal/config"
+	"github.com/cdnpilot/cdnpilot/internal/syncbuf"
 )
 
 // startDevbroker runs `cdnpilot devbroker` with args and returns its
@@ -19,7 +20,7 @@ import (
 func startDevbroker(t *testing.T, args ...string) (addr string, stop func()) {
 	t.Helper()
 	pr, pw := io.Pipe()
-	var stderr syncBuffer
+	var stderr syncbuf.Buffer
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() {

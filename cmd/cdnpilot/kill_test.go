@@ -20,6 +20,7 @@ import (
 	"github.com/cdnpilot/cdnpilot/internal/config"
 	"github.com/cdnpilot/cdnpilot/internal/kafkaio"
 	"github.com/cdnpilot/cdnpilot/internal/ledgertest"
+	"github.com/cdnpilot/cdnpilot/internal/syncbuf"
 )
 
 // The test binary doubles as cdnpilot, so the kill test runs the real
@@ -58,7 +59,7 @@ func TestConsumerKilled(t *testing.T) {
 	if err := os.WriteFile(conf, fmt.Appendf(nil, "http_addr: 127.0.0.1:0\nclickhouse:\n  database: %s\nconsume:\n  batch_rows: 700\n  batch_interval: 100ms\n", db), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer // written by the children's copy goroutines, read on failure
+	var logs syncbuf.Buffer // written by the children's copy goroutines, read on failure
 	start := func() *exec.Cmd {
 		cmd := exec.Command(os.Args[0], "consume", "--config", conf, "--kafka", ingest.Brokers()[0], "--clickhouse", chAddr, "--log-level", "warn")
 		cmd.Env = append(os.Environ(), "CDNPILOT_TEST_RUN_MAIN=1")

@@ -10,6 +10,7 @@ import (
 	mdns "github.com/miekg/dns"
 
 	"github.com/cdnpilot/cdnpilot/internal/kafkaio"
+	"github.com/cdnpilot/cdnpilot/internal/syncbuf"
 )
 
 // TestSteer runs `cdnpilot steer` against a broker as an operator would
@@ -20,12 +21,12 @@ func TestSteer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer broker.Close()
-	var stderr syncBuffer
+	var stderr syncbuf.Buffer
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"steer", "--kafka", strings.Join(broker.Addrs(), ","),
-			"--http-addr", "127.0.0.1:0", "--dns-addr", "127.0.0.1:0"}, &syncBuffer{}, &stderr)
+			"--http-addr", "127.0.0.1:0", "--dns-addr", "127.0.0.1:0"}, &syncbuf.Buffer{}, &stderr)
 	}()
 	re := regexp.MustCompile(`msg=serving .*dns=(127\.0\.0\.1:\d+)`)
 	var addr string

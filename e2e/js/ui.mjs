@@ -191,6 +191,9 @@ await step('override: extend, then expire', async () => {
   };
   // The expiry is the row's last time element.
   const expiry = () => page.$$eval(`${row} time`, (ts) => ts[ts.length - 1].dateTime);
+  // The overrides view renders after its fetch returns; reading before
+  // that finds no row.
+  await page.waitForSelector(`${row} time`, { timeout: 10000 });
   const before = await expiry();
   await page.click(`${row} button[data-action=extend]`);
   await confirm('UI test: needs longer', 120);
