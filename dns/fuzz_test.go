@@ -83,8 +83,8 @@ func fuzzSeeds(t testing.TB) map[string][]byte {
 	return seeds
 }
 
-// FuzzServeDNS feeds arbitrary bytes through Unpack into the server's
-// chain, over UDP and TCP: nothing panics (the Recover step would hide a
+// FuzzServeDNS feeds arbitrary bytes to the UDP loop's packet handler,
+// and through Unpack into the server's chain over UDP and TCP: nothing panics (the Recover step would hide a
 // panic as a SERVFAIL, so the panic counter must stay 0), at most one
 // reply, and every reply packs, carries the query's id and fits what the
 // transport allows.
@@ -97,6 +97,25 @@ func FuzzServeDNS(f *testing.F) {
 		o.LogSample = 0.01
 	})
 	f.Fuzz(func(t *testing.T, data []byte) {
+		// UDP: the raw bytes, as the UDP loop reads them.
+		w := dnstest.NewRecorder("100.64.1.7:5300", "udp")
+		s.servePacket(w, data)
+		switch {
+		case testutil.ToFloat64(s.m.panics) != 0:
+			t.Fatalf("panic answering %x over UDP", data)
+		case w.Err != nil:
+			t.Fatalf("UDP reply to %x: %v", data, w.Err)
+		case len(data) < 12 || data[2]&0x80 != 0:
+			if w.Writes != 0 {
+				t.Fatalf("answered %x (short or a response)", data)
+			}
+		case w.Writes != 1:
+			t.Fatalf("%d UDP replies to %x", w.Writes, data)
+		case w.Msg.Id != uint16(data[0])<<8|uint16(data[1]):
+			t.Fatalf("UDP reply id %d to %x", w.Msg.Id, data)
+		case len(w.Wire) > maxUDPSize:
+			t.Fatalf("%d bytes over UDP", len(w.Wire))
+		}
 		r := new(mdns.Msg)
 		if err := r.Unpack(data); err != nil {
 			return // the library answers FORMERR (or nothing) itself

@@ -110,11 +110,12 @@ func (s *Server) finish(q *Request, w mdns.ResponseWriter, r *mdns.Msg, rc int, 
 }
 
 // growStack makes sure the goroutine's stack has room for the chain
-// before the chain runs. miekg runs every UDP query on a new goroutine,
-// which starts with the runtime's smallest stack, and growing it in the
-// middle of the chain copies and re-walks every frame under it: before
-// the chain's frames were trimmed and this was added, that was a fifth
-// of the server's CPU under dnsperf. Grown here, a few frames deep, it
+// before the chain runs. miekg runs every TCP connection (and ran every
+// UDP query, before udp.go) on a new goroutine, which starts with the
+// runtime's smallest stack, and growing it in the middle of the chain
+// copies and re-walks every frame under it: before the chain's frames
+// were trimmed and this was added, that was a fifth of the server's CPU
+// under dnsperf. The UDP readers keep their grown stacks. Grown here, a few frames deep, it
 // costs little; usually miekg's unpacking has grown it already and this
 // costs a 2 KiB clear (CockroachDB's growstack does the same).
 //
@@ -185,27 +186,25 @@ func (s *Server) Close() error {
 	return errors.Join(errs...)
 }
 
-// Run serves UDP and TCP until ctx is done, then shuts both down (in-flight
-// queries finish) and hands the decision log what is still queued.
+// Run serves UDP (udp.go) and TCP (miekg's server) until ctx is done, then
+// shuts both down (in-flight queries finish) and hands the decision log what is still queued.
 func (s *Server) Run(ctx context.Context) error {
 	if s.udp == nil {
 		return errors.New("dns server: Run before Listen")
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	for _, srv := range []*mdns.Server{
-		{PacketConn: s.udp, Net: "udp"},
-		{Listener: s.tcp, Net: "tcp"},
-	} {
-		srv.Handler = s
-		// Queries are small; a bigger buffer only reads junk whole, so
-		// it is answered FORMERR rather than cut.
-		srv.UDPSize = 4096
-		srv.ReadTimeout = 2 * time.Second
-		srv.WriteTimeout = 2 * time.Second
-		srv.MsgAcceptFunc = accept
-		srv.MsgInvalidFunc = func([]byte, error) { s.m.malformed.Inc() }
-		g.Go(func() error { return serve(gctx, srv) })
+	udp, ok := s.udp.(*net.UDPConn)
+	if !ok {
+		return fmt.Errorf("dns server: a %T is not a UDP socket", s.udp)
 	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.serveUDP(gctx, udp) })
+	srv := &mdns.Server{
+		Listener: s.tcp, Net: "tcp", Handler: s,
+		ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second,
+		MsgAcceptFunc:  accept,
+		MsgInvalidFunc: func([]byte, error) { s.m.malformed.Inc() },
+	}
+	g.Go(func() error { return serve(gctx, srv) })
 	if s.logs != nil {
 		g.Go(func() error {
 			s.logs.drain(gctx, s.to)

@@ -178,19 +178,31 @@ func BenchmarkDNSPerf(b *testing.B) {
 	}
 	fq, sq := Median(floor), Median(steer)
 	half := int(fq / 2)
-	fh := load(floorAddr, half, true)
-	sh := load(srv.Addr(), half, true)
+	// The tail at a fixed rate moves more between runs than the rate
+	// does (a neighbour's burst lands in one 8 s run and not the next),
+	// so it too is the median of alternating rounds; every round is
+	// logged.
+	var fp99, sp99 []float64
+	for i := range EnvInt("DNSPERF_HALF_ROUNDS", 3) {
+		fh := load(floorAddr, half, true)
+		sh := load(srv.Addr(), half, true)
+		lost += fh.Lost + sh.Lost
+		fp99, sp99 = append(fp99, float64(fh.P99)), append(sp99, float64(sh.P99))
+		b.Logf("half-load round %d at %d qps: steering p50 %v p99 %v max %v, %d of %d lost, %s; floor p50 %v p99 %v",
+			i+1, half, sh.P50, sh.P99, sh.Max, sh.Lost, sh.Sent, sh.Rcodes, fh.P50, fh.P99)
+	}
+	sp, fp := time.Duration(Median(sp99)), time.Duration(Median(fp99))
 	ratio := sq / fq
 	b.ReportMetric(fq, "floor-qps")
 	b.ReportMetric(sq, "steering-qps")
 	b.ReportMetric(ratio*100, "%floor")
-	b.ReportMetric(float64(sh.P99.Microseconds()), "p99-µs@half")
-	b.ReportMetric(float64(lost+sh.Lost+fh.Lost), "lost")
+	b.ReportMetric(float64(sp.Microseconds()), "p99-µs@half")
+	b.ReportMetric(float64(lost), "lost")
 	b.Logf("median of %d rounds of %ds: floor %.0f qps, steering %.0f qps: %.1f%% of the floor (goal >= 85%%: %s)",
 		rounds, secs, fq, sq, ratio*100, Met(ratio >= 0.85))
-	b.Logf("at %d qps (half the floor): steering p50 %v p99 %v max %v, %d of %d lost, %s (goal p99 < 1ms: %s); floor p50 %v p99 %v",
-		half, sh.P50, sh.P99, sh.Max, sh.Lost, sh.Sent, sh.Rcodes, Met(sh.P99 < time.Millisecond), fh.P50, fh.P99)
-	b.Logf("queries lost in all runs: %d (goal 0: %s)", lost+sh.Lost+fh.Lost, Met(lost+sh.Lost+fh.Lost == 0))
+	b.Logf("at %d qps (half the floor), median of %d rounds: steering p99 %v (goal p99 < 1ms: %s); floor p99 %v",
+		half, len(sp99), sp, Met(sp < time.Millisecond), fp)
+	b.Logf("queries lost in all runs: %d (goal 0: %s)", lost, Met(lost == 0))
 	b.Logf("| %s | %.0f | %.0f | **%.1f %%** | %d | %v | %v | %d |",
-		time.Now().Format("2006-01-02"), fq, sq, ratio*100, half, sh.P99.Round(time.Microsecond), fh.P99.Round(time.Microsecond), lost+sh.Lost+fh.Lost)
+		time.Now().Format("2006-01-02"), fq, sq, ratio*100, half, sp.Round(time.Microsecond), fp.Round(time.Microsecond), lost)
 }
