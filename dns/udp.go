@@ -16,20 +16,21 @@ import (
 	"golang.org/x/net/ipv6"
 )
 
-// UDP is served by a fixed set of goroutines that each read a query,
-// answer it and read the next, instead of miekg's server, which starts a
-// goroutine per query and sets a read deadline before every read. On the
-// 2-vCPU machines this runs on, the goroutine per query (its start, its
-// stack growing under the chain, its wake-up) is most of the tail
-// latency at half load, and the deadline is two syscalls per query; the
-// chain and the messages are miekg's either way. TCP stays on miekg's
-// server.
+// UDP is served by a fixed set of goroutines that each take the queries
+// waiting on the socket in one recvmmsg, answer them and send the replies
+// in one sendmmsg, instead of miekg's server, which starts a goroutine per
+// query and sets a read deadline before every read. On the 2-vCPU
+// machines this runs on, that goroutine per query (its start, its stack
+// growing under the chain, its wake-up) and the syscalls per query were
+// most of the tail latency at half load (docs/BENCHMARKS.md). The chain
+// and the messages are miekg's either way. TCP stays on miekg's server.
 
 // udpReaders is how many goroutines read the one socket per CPU: the
 // socket's read lock lets one read at a time, so one reads while the
-// others answer. Under dnsperf on 2 vCPUs, 2 per CPU had the shortest
-// tail at half load; 1 per CPU, 4 per CPU and one reader in all were
-// longer, and a socket per CPU (SO_REUSEPORT) was no better than one.
+// others answer. Under dnsperf on 2 vCPUs (measured reading a query at a
+// time), 2 per CPU had the shortest tail at half load; 1 per CPU, 4 per
+// CPU and one reader in all were longer, and a socket per CPU
+// (SO_REUSEPORT) was no better than one.
 const udpReaders = 2
 
 // udpBufSize: queries are small; a bigger buffer only reads junk whole,
@@ -78,34 +79,74 @@ func (s *Server) serveUDP(ctx context.Context, conn *net.UDPConn) error {
 	return nil
 }
 
-// readUDP is one reader's loop. It returns nil when the read deadline
-// stops it, the error when the socket fails.
+// udpBatch is how many queries one recvmmsg takes at most.
+const udpBatch = 16
+
+// batchConn is ipv4's or ipv6's PacketConn: recvmmsg and sendmmsg.
+type batchConn interface {
+	ReadBatch(ms []ipv4.Message, flags int) (int, error)
+	WriteBatch(ms []ipv4.Message, flags int) (int, error)
+}
+
+// readUDP is one reader's loop: it takes every query waiting (up to
+// udpBatch) in one recvmmsg, answers them, and sends the replies in one
+// sendmmsg. It returns nil when the read deadline stops it, the error
+// when the socket fails.
 func (s *Server) readUDP(conn *net.UDPConn, session bool) error {
-	w := &udpWriter{conn: conn, local: conn.LocalAddr()}
-	buf := make([]byte, udpBufSize)
-	var oob []byte
-	if session {
-		oob = make([]byte, udpOOBSize)
+	var bc batchConn = ipv4.NewPacketConn(conn)
+	if la, ok := conn.LocalAddr().(*net.UDPAddr); ok && la.IP.To4() == nil {
+		bc = ipv6.NewPacketConn(conn)
 	}
-	for {
-		var (
-			n, oobn int
-			from    netip.AddrPort
-			err     error
-		)
+	in := make([]ipv4.Message, udpBatch)
+	out := make([]ipv4.Message, 0, udpBatch)
+	replies := make([][]byte, udpBatch)
+	for i := range in {
+		in[i].Buffers = [][]byte{make([]byte, udpBufSize)}
 		if session {
-			n, oobn, _, from, err = conn.ReadMsgUDPAddrPort(buf, oob)
-		} else {
-			n, from, err = conn.ReadFromUDPAddrPort(buf)
+			in[i].OOB = make([]byte, udpOOBSize)
 		}
+		replies[i] = make([]byte, 0, 512)
+	}
+	w := &udpWriter{local: conn.LocalAddr()}
+	for {
+		n, err := bc.ReadBatch(in, 0)
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, net.ErrClosed) {
 				return nil // stopped
 			}
 			return err
 		}
-		w.set(from, oob[:oobn])
-		s.servePacket(w, buf[:n])
+		out = out[:0]
+		for i := range n {
+			m := &in[i]
+			from, ok := m.Addr.(*net.UDPAddr)
+			if !ok {
+				continue
+			}
+			w.set(from.AddrPort())
+			w.reply = replies[i][:0]
+			s.servePacket(w, m.Buffers[0][:m.N])
+			if len(w.reply) == 0 {
+				continue
+			}
+			replies[i] = w.reply[:0]
+			o := ipv4.Message{Buffers: [][]byte{w.reply}, Addr: m.Addr}
+			if m.NN > 0 {
+				o.OOB = sourceOOB(m.OOB[:m.NN])
+			}
+			out = append(out, o)
+		}
+		for len(out) > 0 {
+			k, err := bc.WriteBatch(out, 0)
+			if err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return nil
+				}
+				s.log.Debug("udp write", "to", out[0].Addr, "err", err)
+				k = 1 // that reply is lost; send the rest
+			}
+			out = out[k:]
+		}
 	}
 }
 
@@ -164,16 +205,13 @@ var udpOOBSize = max(
 // that reader holds. Nothing keeps it past the query (the Request copies
 // the client's address).
 type udpWriter struct {
-	conn   *net.UDPConn
 	local  net.Addr
-	to     netip.AddrPort
 	remote net.UDPAddr
 	ip     [16]byte
-	oob    []byte // the query's control message; nil when not a session
+	reply  []byte // kept for the batch's sendmmsg
 }
 
-func (w *udpWriter) set(from netip.AddrPort, oob []byte) {
-	w.to, w.oob = from, oob
+func (w *udpWriter) set(from netip.AddrPort) {
 	a := from.Addr()
 	w.ip = a.As16()
 	if a.Is4() || a.Is4In6() {
@@ -197,12 +235,10 @@ func (w *udpWriter) WriteMsg(m *mdns.Msg) error {
 	return err
 }
 
+// Write keeps the reply; readUDP sends it with the batch's others.
 func (w *udpWriter) Write(b []byte) (int, error) {
-	if len(w.oob) == 0 {
-		return w.conn.WriteToUDPAddrPort(b, w.to)
-	}
-	n, _, err := w.conn.WriteMsgUDPAddrPort(b, sourceOOB(w.oob), w.to)
-	return n, err
+	w.reply = append(w.reply[:0], b...)
+	return len(b), nil
 }
 
 // sourceOOB is the control message that sends a reply from the address
