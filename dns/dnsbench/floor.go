@@ -15,8 +15,10 @@ import (
 )
 
 // Floor answers every query with the same CNAME and nothing else: no
-// EDNS, no lookup, no decision. What it costs is what miekg/dns itself
-// costs (read, unpack, pack, write), the most any server on it can do.
+// EDNS, no lookup, no decision, on miekg's own server. What it costs is
+// what miekg/dns itself costs (read, unpack, pack, write): the most a
+// server can do on miekg's serving loop. The steering server reads UDP
+// with its own loop (dns/udp.go), so it can do more.
 type Floor struct {
 	rr mdns.RR
 }
@@ -38,9 +40,9 @@ func (f *Floor) ServeDNS(w mdns.ResponseWriter, r *mdns.Msg) {
 	_ = w.WriteMsg(m)
 }
 
-// ServeUDP serves h on a free UDP port of 127.0.0.1 until ctx is done,
-// with the settings the steering server uses; the returned func waits for
-// the server to stop.
+// ServeUDP serves h with miekg's server on a free UDP port of 127.0.0.1
+// until ctx is done, with the settings the steering server had on it
+// (and has for TCP); the returned func waits for the server to stop.
 func ServeUDP(ctx context.Context, h mdns.Handler) (string, func() error, error) {
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
