@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 var (
 	steeringOut   = flag.String("steering.out", "../docs/bench", "where BenchmarkSteering writes its tables and plots")
 	steeringScale = flag.Float64("steering.scale", 10, "arrival-rate multiplier of the scenarios")
+	steeringOnly  = flag.String("steering.only", "", "run only these scenarios (comma-separated); the report then goes to steering-only.md")
 )
 
 // BenchmarkSteering is make bench-steering: every shipped scenario through
@@ -35,8 +37,17 @@ func BenchmarkSteering(b *testing.B) {
 		fmt.Fprintf(&report, "<!-- written by make bench-steering (bench/steering_test.go), scale %g, %s -->\n\n", *steeringScale, time.Now().UTC().Format(time.DateOnly))
 		var verdicts []string
 		worstFailover, worstLossRatio, worstFlips, worstRecovery := 0.0, 0.0, 0.0, 0.0
+		only := map[string]bool{}
+		for _, n := range strings.Split(*steeringOnly, ",") {
+			if n = strings.TrimSpace(n); n != "" {
+				if !slices.Contains(sim.Names(), n) {
+					b.Fatalf("-steering.only: no scenario %q (have %s)", n, strings.Join(sim.Names(), ", "))
+				}
+				only[n] = true
+			}
+		}
 		for _, name := range sim.Names() {
-			if name == "steady" {
+			if name == "steady" || len(only) > 0 && !only[name] {
 				continue
 			}
 			sc, err := sim.Load(name)
@@ -60,10 +71,15 @@ func BenchmarkSteering(b *testing.B) {
 			worstFlips = max(worstFlips, v.flips)
 			worstRecovery = max(worstRecovery, v.recovery)
 			b.Logf("%s: %s (%v wall)", name, v.line, time.Since(t0).Round(time.Second))
+			b.Logf("%s: engine's loss vs oracle by phase: %s", name, phaseLoss(res, all["oracle"]))
 		}
 		out := "## Goals\n\n| scenario | failover ≤ 10 s | loss ≤ 20% of round-robin's | flips ≤ 2 / 10 min | recovery ≤ 5 min |\n| --- | --- | --- | --- | --- |\n" +
 			strings.Join(verdicts, "\n") + "\n\n## Scenarios\n\n" + report.String()
-		if err := os.WriteFile(filepath.Join(*steeringOut, "steering.md"), []byte(out), 0o644); err != nil {
+		file := "steering.md"
+		if len(only) > 0 {
+			file = "steering-only.md" // a partial run does not replace the whole report
+		}
+		if err := os.WriteFile(filepath.Join(*steeringOut, file), []byte(out), 0o644); err != nil {
 			b.Fatal(err)
 		}
 		b.ReportMetric(worstFailover, "worst_failover_s")
@@ -153,3 +169,46 @@ func judge(name string, res *sim.Result, all map[string]*sim.Result) verdict {
 }
 
 func sc(r *sim.Result) bool { return r.Summary.Failover.OK || r.Summary.Failover.Why == "never" }
+
+// phaseLoss splits the engine's QoE loss against the oracle (mean per view
+// of the whole run, as in the table) into before, during and after the
+// incident, so a tuning run shows where the loss comes from.
+func phaseLoss(res, oracle *sim.Result) string {
+	if oracle == nil || len(res.Steps) != len(oracle.Steps) {
+		return "n/a"
+	}
+	var names = []string{"before", "during", "after"}
+	var loss [3]float64
+	views := 0
+	for i, st := range res.Steps {
+		n, no := 0, 0
+		for _, v := range st.New {
+			n += v
+		}
+		for _, v := range oracle.Steps[i].New {
+			no += v
+		}
+		views += n
+		if st.QoE < 0 || oracle.Steps[i].QoE < 0 {
+			continue
+		}
+		p := 0
+		if inc := res.Incident; inc != nil && st.At >= inc.Start {
+			p = 1
+			if st.At >= inc.Over {
+				p = 2
+			}
+		} else if inc == nil {
+			p = 1
+		}
+		loss[p] += oracle.Steps[i].QoE*float64(no) - st.QoE*float64(n)
+	}
+	if views == 0 {
+		return "n/a"
+	}
+	var parts []string
+	for i, l := range loss {
+		parts = append(parts, fmt.Sprintf("%s %.2f", names[i], l/float64(views)))
+	}
+	return strings.Join(parts, ", ")
+}
