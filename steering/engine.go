@@ -116,6 +116,10 @@ type scopeState struct {
 	// broad: the CDN failed in the parent scope beyond this one too, so
 	// the parent's recovery stands for this scope's.
 	broad []bool
+	// failedTrials: probations in a row the CDN failed here. Each one
+	// doubles the wait before the next (retryAfter), so a CDN that is
+	// still down is not handed a probation share every Retry.
+	failedTrials []uint8
 	// ranked: an ASN scope ranks only once a window of it has enough
 	// data; until then its clients use the region ranking.
 	ranked bool
@@ -762,6 +766,7 @@ func (e *Engine) passive(st *svcState, s *scopeState, views []cdnView, now time.
 		s.inherited = make([]bool, len(views))
 		s.clearedAt = make([]time.Time, len(views))
 		s.broad = make([]bool, len(views))
+		s.failedTrials = make([]uint8, len(views))
 		for i := range s.passive {
 			s.passive[i] = HealthUp
 		}
@@ -772,6 +777,7 @@ func (e *Engine) passive(st *svcState, s *scopeState, views []cdnView, now time.
 		prev := s.passive[i]
 		next, why := prev, s.passiveWhy[i]
 		attempts := v.fast.Views >= e.pol.Passive.MinAttempts
+		parentDown := parent != nil && parent.passive != nil && parent.passive[i] == HealthDown
 		var own *window
 		if h := s.chain[i*len(s.chainScopes)]; h != nil {
 			own = h.win
@@ -797,6 +803,12 @@ func (e *Engine) passive(st *svcState, s *scopeState, views []cdnView, now time.
 			// alone is judged here: the parent's views say nothing of it.)
 			next, why = HealthUp, ""
 			e.forget(st, s, i)
+		case prev == HealthProbation && parentDown:
+			// Down across the parent scope, whose views decide sooner: a
+			// probation here only sends views to a CDN that is down (in a
+			// thin scope for as long as it lasts: its trials come too
+			// slowly for a verdict).
+			next, why = HealthDown, "probation: down in "+parent.scope.String()+": "+parent.passiveWhy[i]
 		case prev == HealthProbation:
 			// Judge the views since probation began, however slowly they
 			// come. A CDN on probation is suspect: half the usual trials
@@ -848,7 +860,7 @@ func (e *Engine) passive(st *svcState, s *scopeState, views []cdnView, now time.
 				s.inherited[i] = next != HealthUp
 				break
 			}
-			if (next == HealthDown || next == HealthEvacuated) && now.Sub(s.passiveAt[i]) >= e.pol.Passive.Retry {
+			if (next == HealthDown || next == HealthEvacuated) && !parentDown && now.Sub(s.passiveAt[i]) >= e.retryAfter(s.failedTrials[i]) {
 				next, why = HealthProbation, "probation: no fresh data since "+prev.String()+" at "+s.passiveAt[i].UTC().Format(time.TimeOnly)
 			}
 		case v.fastScore >= 0:
@@ -888,6 +900,12 @@ func (e *Engine) passive(st *svcState, s *scopeState, views []cdnView, now time.
 			}
 		default: // fresh attempts, failing below the limit
 			next, why = HealthUp, ""
+		}
+		switch {
+		case prev == HealthProbation && (next == HealthDown || next == HealthEvacuated):
+			s.failedTrials[i] = min(s.failedTrials[i]+1, retryBackoff)
+		case next == HealthUp:
+			s.failedTrials[i] = 0
 		}
 		switch {
 		case next == HealthUp:
@@ -1393,6 +1411,18 @@ func (e *Engine) measuredShares(wk *worker, st *svcState, s *scopeState, views [
 		fired |= FiredShiftCap
 	}
 	return fired
+}
+
+// retryBackoff caps the doubling of passive.retry after failed
+// probations: 2^3 = 8 retries' wait at most (2 minutes at the default
+// 15 s), which keeps a CDN that comes back measured again well within the
+// 5 minutes the steering benchmark allows for recovery.
+const retryBackoff = 3
+
+// retryAfter is how long a down or evacuated CDN waits for probation
+// after failing `failed` probations in a row.
+func (e *Engine) retryAfter(failed uint8) time.Duration {
+	return e.pol.Passive.Retry << min(failed, retryBackoff)
 }
 
 // probationSpan is how many passive.retry periods of evidence a probation

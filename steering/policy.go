@@ -85,6 +85,7 @@ type Stale struct {
 // without fresh data it goes on probation with ProbationShare of the
 // traffic, and what those views report decides (a load balancer's slow
 // start: enough views to judge in seconds, few enough to hurt little).
+// Each failed probation doubles the wait, up to 8 Retry.
 type Passive struct {
 	FailureRate    float64
 	MinAttempts    float64
