@@ -142,10 +142,10 @@ func (s *Server) readUDP(conn *net.UDPConn, session bool) error {
 				if errors.Is(err, net.ErrClosed) {
 					return nil
 				}
-				s.log.Debug("udp write", "to", out[0].Addr, "err", err)
-				k = 1 // that reply is lost; send the rest
+				s.log.Debug("udp write", "to", out[min(k, len(out)-1)].Addr, "err", err)
+				k++ // the replies before k went; the one at k is lost
 			}
-			out = out[k:]
+			out = out[min(max(k, 1), len(out)):]
 		}
 	}
 }
