@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/cdnpilot/cdnpilot/internal/syncbuf"
 )
 
 // checkRejected fails unless err wraps ErrBadCredentials, says reason
@@ -220,8 +222,8 @@ func TestIssuerDownAtStart(t *testing.T) {
 	is.down.Store(true)
 	cfg := is.oidcConfig("RS256")
 	cfg.Tokens = staticConfig().Tokens
-	var logs logBuffer
-	a := newAuth(t, cfg, Options{Logger: logs.logger(), retry: 10 * time.Millisecond})
+	var logs syncbuf.Buffer
+	a := newAuth(t, cfg, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)), retry: 10 * time.Millisecond})
 
 	tok := sign(t, jwt.SigningMethodRS256, rsaKey1, "k1", is.claims(nil))
 	_, err := a.Authenticate(t.Context(), "Bearer "+tok)
@@ -299,8 +301,8 @@ func TestDiscovery(t *testing.T) {
 			}
 			cfg := is.oidcConfig("RS256")
 			cfg.OIDC.Issuer, cfg.OIDC.JWKSURL = e.issuer, e.jwksURL
-			var logs logBuffer
-			a := newAuth(t, cfg, Options{Logger: logs.logger()})
+			var logs syncbuf.Buffer
+			a := newAuth(t, cfg, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 			tok := sign(t, jwt.SigningMethodRS256, rsaKey1, "k1", is.claims(func(c jwt.MapClaims) { c["iss"] = e.issuer }))
 			p, err := a.Authenticate(t.Context(), "Bearer "+tok)
 			if tt.loads {
