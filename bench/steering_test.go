@@ -177,7 +177,7 @@ func phaseLoss(res, oracle *sim.Result) string {
 	if oracle == nil || len(res.Steps) != len(oracle.Steps) {
 		return "n/a"
 	}
-	var names = []string{"before", "during", "after"}
+	names := []string{"before", "during", "after"}
 	var loss [3]float64
 	views := 0
 	for i, st := range res.Steps {
@@ -192,14 +192,14 @@ func phaseLoss(res, oracle *sim.Result) string {
 		if st.QoE < 0 || oracle.Steps[i].QoE < 0 {
 			continue
 		}
-		p := 0
-		if inc := res.Incident; inc != nil && st.At >= inc.Start {
-			p = 1
-			if st.At >= inc.Over {
+		p := 1 // without an incident, all of it is "during"
+		if inc := res.Incident; inc != nil {
+			switch {
+			case st.At < inc.Start:
+				p = 0
+			case st.At >= inc.Over:
 				p = 2
 			}
-		} else if inc == nil {
-			p = 1
 		}
 		loss[p] += oracle.Steps[i].QoE*float64(no) - st.QoE*float64(n)
 	}

@@ -115,9 +115,10 @@ func (s *Server) finish(q *Request, w mdns.ResponseWriter, r *mdns.Msg, rc int, 
 // runtime's smallest stack, and growing it in the middle of the chain
 // copies and re-walks every frame under it: before the chain's frames
 // were trimmed and this was added, that was a fifth of the server's CPU
-// under dnsperf. The UDP readers keep their grown stacks. Grown here, a few frames deep, it
-// costs little; usually miekg's unpacking has grown it already and this
-// costs a 2 KiB clear (CockroachDB's growstack does the same).
+// under dnsperf. Grown here, a few frames deep, it costs little; usually
+// unpacking has grown it already and this costs a 2 KiB clear
+// (CockroachDB's growstack does the same). The UDP readers keep their
+// grown stacks from query to query.
 //
 //go:noinline
 func growStack(i int) byte {
@@ -186,8 +187,9 @@ func (s *Server) Close() error {
 	return errors.Join(errs...)
 }
 
-// Run serves UDP (udp.go) and TCP (miekg's server) until ctx is done, then
-// shuts both down (in-flight queries finish) and hands the decision log what is still queued.
+// Run serves UDP (udp.go) and TCP (miekg's server) until ctx is done,
+// then shuts both down (in-flight queries finish) and hands the decision
+// log what is still queued.
 func (s *Server) Run(ctx context.Context) error {
 	if s.udp == nil {
 		return errors.New("dns server: Run before Listen")

@@ -150,43 +150,29 @@ func (s *Server) readUDP(conn *net.UDPConn, session bool) error {
 	}
 }
 
-// servePacket answers one UDP packet as miekg's server does: a message
-// shorter than a header is dropped and counted, a response is ignored, one
-// that does not unpack is counted and answered FORMERR with its header
-// (any reply to junk could amplify, but a resolver needs the FORMERR to
-// stop retrying), the rest goes through the chain.
+// servePacket answers one UDP packet as miekg's server does with accept:
+// a message shorter than a header is dropped and counted, a response is
+// ignored, one that does not unpack is counted and answered FORMERR with
+// its header (any reply to junk could amplify, but a resolver needs the
+// FORMERR to stop retrying), the rest goes through the chain.
 func (s *Server) servePacket(w mdns.ResponseWriter, m []byte) {
 	if len(m) < 12 {
 		s.m.malformed.Inc()
 		return
 	}
-	dh := mdns.Header{
-		Id:      uint16(m[0])<<8 | uint16(m[1]),
-		Bits:    uint16(m[2])<<8 | uint16(m[3]),
-		Qdcount: uint16(m[4])<<8 | uint16(m[5]),
-		Ancount: uint16(m[6])<<8 | uint16(m[7]),
-		Nscount: uint16(m[8])<<8 | uint16(m[9]),
-		Arcount: uint16(m[10])<<8 | uint16(m[11]),
-	}
-	action := accept(dh)
-	if action == mdns.MsgIgnore {
+	// accept reads only the flags; TCP's miekg server asks it the same.
+	if accept(mdns.Header{Bits: uint16(m[2])<<8 | uint16(m[3])}) == mdns.MsgIgnore {
 		return
 	}
 	r := new(mdns.Msg)
-	err := r.Unpack(m) // sets the header before it unpacks the rest
-	if action == mdns.MsgAccept && err == nil {
+	if err := r.Unpack(m); err == nil {
 		s.ServeDNS(w, r)
 		return
 	}
-	if err != nil {
-		s.m.malformed.Inc()
-	}
-	opcode := r.Opcode
+	// Unpack set the header before it failed on the rest.
+	s.m.malformed.Inc()
 	r.SetRcodeFormatError(r)
 	r.Zero = false
-	if action == mdns.MsgRejectNotImplemented {
-		r.Opcode, r.Rcode = opcode, mdns.RcodeNotImplemented
-	}
 	r.Ns, r.Answer, r.Extra = nil, nil, nil
 	if len(r.Question) != 1 {
 		r.Question = nil // which question would it be (and no echo of many)
