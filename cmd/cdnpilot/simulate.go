@@ -79,7 +79,7 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	results := map[string]*sim.Result{name: res}
 	if *baselines {
-		all, err := sim.RunBaselines(ctx, sc, sim.RunOptions{Start: res.Start, Logger: log})
+		all, err := sim.RunBaselines(ctx, sc, sim.RunOptions{Start: res.Start, Logger: log, CostMargin: cfg.Policy().Cost.Margin})
 		if err != nil {
 			return fmt.Errorf("simulate: baselines: %w", err)
 		}

@@ -49,6 +49,9 @@ type StepStats struct {
 	New    []int         // new views per CDN
 	Scope  []int         // new views per CDN in the metrics scope
 	Active []int         // views starting or playing per CDN at the step's end
+	// Cells are the scope's new views per (service, ASN) cell and CDN,
+	// cell-major: what one steering decision covers at most.
+	Cells []int
 	// QoE is the mean true QoE of the views that arrived in this step,
 	// ScopeQoE of those in the scope; -1 without any.
 	QoE, ScopeQoE float64
@@ -69,9 +72,13 @@ type Summary struct {
 	// Hurt is the share of the scope's new views during the incident that
 	// went to the bad CDN; -1 without an incident.
 	Hurt float64
-	// Flips counts changes of the scope's majority CDN between
-	// consecutive FlipWindow windows; FlipsPer10Min scales it.
-	Flips         int
+	// Flips counts changes of the majority CDN between consecutive
+	// FlipWindow windows in each (service, ASN) cell of the scope, the
+	// cells weighted by their share of the scope's new views: the flips
+	// of the decision an average view got. (Over the whole scope, the
+	// majority would flip with the arrivals alone wherever cells rightly
+	// chose different CDNs about as often.) FlipsPer10Min scales it.
+	Flips         float64
 	FlipsPer10Min float64
 	// MaxShareMove is the largest change of one CDN's share of the
 	// scope's new views from one minute to the next, 0..1.
@@ -129,7 +136,7 @@ func summarize(r *Result) {
 	for i, st := range r.Steps {
 		series[i] = st.Scope
 	}
-	s.Flips = flips(series, stepsOf(FlipWindow, r.Step))
+	s.Flips = cellFlips(r, stepsOf(FlipWindow, r.Step))
 	s.FlipsPer10Min = float64(s.Flips) / (float64(len(r.Steps)) * float64(r.Step) / float64(10*time.Minute))
 	s.MaxShareMove = maxShareMove(series, stepsOf(time.Minute, r.Step))
 	if inc := r.Incident; inc != nil {
@@ -267,6 +274,35 @@ func flips(series [][]int, w int) int {
 		cur = next
 	}
 	return n
+}
+
+// cellFlips is the view-weighted mean of the flips of each (service, ASN)
+// cell of the scope.
+func cellFlips(r *Result, w int) float64 {
+	n := len(r.CDNs)
+	if len(r.Steps) == 0 || len(r.Steps[0].Cells) == 0 {
+		return 0
+	}
+	cells := len(r.Steps[0].Cells) / n
+	series := make([][]int, len(r.Steps))
+	var total float64
+	var weighted float64
+	for c := range cells {
+		views := 0
+		for i, st := range r.Steps {
+			series[i] = st.Cells[c*n : (c+1)*n]
+			views += sum(series[i])
+		}
+		if views == 0 {
+			continue
+		}
+		total += float64(views)
+		weighted += float64(views) * float64(flips(series, w))
+	}
+	if total == 0 {
+		return 0
+	}
+	return weighted / total
 }
 
 // maxShareMove is the largest change of a CDN's share of new views between

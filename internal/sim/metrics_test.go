@@ -142,7 +142,7 @@ func TestSummarize(t *testing.T) {
 	r := &Result{Scenario: "hand", Policy: "p", Step: time.Second, CDNs: []string{"bad", "good"},
 		Incident: &Incident{CDN: "bad", Start: 60 * time.Second, End: 120 * time.Second}}
 	for i := range s {
-		r.Steps = append(r.Steps, StepStats{At: time.Duration(i) * time.Second, Scope: s[i]})
+		r.Steps = append(r.Steps, StepStats{At: time.Duration(i) * time.Second, Scope: s[i], Cells: s[i]})
 	}
 	r.Summary = Summary{Views: 10, TotalQoE: 900}
 	summarize(r)
@@ -150,8 +150,54 @@ func TestSummarize(t *testing.T) {
 	if got.QoE != 90 || got.Failover.String() != "10s" || got.Recovery.String() != "0s" || got.Hurt != 20.0/120 {
 		t.Errorf("summary %+v", got)
 	}
-	if got.FlipsPer10Min != float64(got.Flips)/(180.0/600) {
-		t.Errorf("flips per 10 min %v from %d flips", got.FlipsPer10Min, got.Flips)
+	if want := flips(s, 10); got.Flips != float64(want) || want == 0 {
+		t.Errorf("flips of one cell = %v, want %d (> 0)", got.Flips, want)
+	}
+	if got.FlipsPer10Min != got.Flips/(180.0/600) {
+		t.Errorf("flips per 10 min %v from %v flips", got.FlipsPer10Min, got.Flips)
+	}
+}
+
+// TestCellFlips: flips are counted per (service, ASN) cell and weighted
+// by the cells' views. Two cells that each keep their CDN never flip,
+// though the majority of their sum changes with the arrivals.
+func TestCellFlips(t *testing.T) {
+	cells := func(a, b string) []int { return append(series(a)[0], series(b)[0]...) }
+	var steady, oneSwitch []StepStats
+	for i := range 40 {
+		// Cell 0 gets 2 or 0 views on b, cell 1 one view on o.
+		a := "bb"
+		if i%20 >= 10 {
+			a = ""
+		}
+		steady = append(steady, StepStats{Cells: cells(a, "o")})
+		// Cell 0 (three views a step) moves from b to o halfway; cell
+		// 1 (one view) stays.
+		b := "bbb"
+		if i >= 20 {
+			b = "ooo"
+		}
+		oneSwitch = append(oneSwitch, StepStats{Cells: cells(b, "o")})
+	}
+	for _, c := range []struct {
+		name  string
+		steps []StepStats
+		want  float64
+	}{
+		{"cells keep their CDNs", steady, 0},
+		{"the busier cell switches once", oneSwitch, 3.0 / 4},
+	} {
+		r := &Result{CDNs: []string{"bad", "good"}, Steps: c.steps}
+		if got := cellFlips(r, 5); got != c.want {
+			t.Errorf("%s: cellFlips = %v, want %v", c.name, got, c.want)
+		}
+	}
+	var whole [][]int
+	for _, st := range steady {
+		whole = append(whole, []int{st.Cells[0] + st.Cells[2], st.Cells[1] + st.Cells[3]})
+	}
+	if flips(whole, 5) == 0 {
+		t.Error("the steady cells' sum should flip: the test would show nothing")
 	}
 }
 

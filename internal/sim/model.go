@@ -65,10 +65,26 @@ type asnModel struct {
 	region   int
 	asn      uint32
 	prefixes []geo.Location
+	cum      []float64 // cumulative prefix weights: client networks held
+}
+
+// networks is how many client networks a prefix holds: IPv4 /24s or IPv6
+// /48s, what the engine counts as one client when it caps a flood. Viewers
+// spread over networks, not over prefixes: a /16 has 256 times the
+// viewers of a /24, and a /48 is one site. (Drawn per prefix, the half of
+// the fleet in the demo coverage's 16 IPv6 /48s per region sat behind 16
+// client keys, and the engine rightly discounted them as floods.)
+func networks(p netip.Prefix) float64 {
+	bits := 24
+	if p.Addr().Is6() && !p.Addr().Is4In6() {
+		bits = 48
+	}
+	return math.Exp2(float64(max(0, bits-p.Bits())))
 }
 
 type cdnModel struct {
 	name, host  string
+	price       float64 // per GB
 	noiseSigma  float64
 	noisePeriod float64 // seconds
 }
@@ -255,7 +271,7 @@ func (m *model) compileCDNs(c *Scenario) error {
 			return err
 		}
 		m.cdnIndex[d.Name] = i
-		m.cdns = append(m.cdns, cdnModel{name: d.Name, host: d.Host, noiseSigma: d.Noise.Sigma,
+		m.cdns = append(m.cdns, cdnModel{name: d.Name, host: d.Host, price: d.PricePerGB, noiseSigma: d.Noise.Sigma,
 			noisePeriod: d.Noise.Period.D().Seconds()})
 	}
 	return nil
@@ -410,6 +426,11 @@ func (m *model) compileRegions(c *Scenario, cov *geo.Coverage) error {
 					return fmt.Errorf("%sprefixes[%d]: %w", fa, k, err)
 				}
 				am.prefixes = append(am.prefixes, loc)
+			}
+			var pc float64
+			for _, e := range am.prefixes {
+				pc += networks(e.Prefix)
+				am.cum = append(am.cum, pc)
 			}
 			cum += w
 			m.locIndex[r.Name][a.ASN] = len(m.asns)

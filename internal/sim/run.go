@@ -49,6 +49,9 @@ type world struct {
 
 // RunOptions configure one run.
 type RunOptions struct {
+	// CostMargin is for RunBaselines: the steering policy's cost.margin,
+	// which the oracle then weighs as the engine does (see Oracle).
+	CostMargin float64
 	// RealTime paces the run to the wall clock: each step is processed once
 	// Start plus the step's end has passed. Needed for Duration 0.
 	RealTime bool
@@ -216,6 +219,9 @@ func (r *runner) step(ctx context.Context, i int, t0, t1 time.Duration) error {
 	m := r.m
 	st := StepStats{At: t0, New: make([]int, len(m.cdns)), Scope: make([]int, len(m.cdns))}
 	if !r.endless {
+		st.Cells = make([]int, len(m.services)*len(m.asns)*len(m.cdns))
+	}
+	if !r.endless {
 		r.qSum, r.qN = append(r.qSum, 0), append(r.qN, 0)
 		r.sqSum, r.sqN = append(r.sqSum, 0), append(r.sqN, 0)
 	}
@@ -227,6 +233,9 @@ func (r *runner) step(ctx context.Context, i int, t0, t1 time.Duration) error {
 		st.New[v.cdn]++
 		if v.inScope {
 			st.Scope[v.cdn]++
+			if st.Cells != nil {
+				st.Cells[(v.svc*len(m.asns)+v.asn)*len(m.cdns)+v.cdn]++
+			}
 		}
 	}
 	r.gen0++
@@ -446,7 +455,7 @@ func (g *arrivals) draw(ri int, at time.Duration, svc int) arrival {
 	reg := &m.regions[ri]
 	asn := reg.asns[pick(reg.cum, g.rng.Float64())]
 	am := &m.asns[asn]
-	pre := am.prefixes[g.rng.IntN(len(am.prefixes))]
+	pre := am.prefixes[pick(am.cum, g.rng.Float64())]
 	s := &m.services[svc]
 	a := arrival{idx: g.next, at: at, svc: svc, asn: asn,
 		loc:    steering.Location{Region: reg.name, Country: pre.Country, ASN: am.asn},

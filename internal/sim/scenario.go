@@ -89,6 +89,8 @@ type ASNSpec struct {
 	// Prefixes client addresses are drawn from; default every prefix of
 	// this region and ASN in the coverage file. Each must map back to the
 	// region and ASN in the coverage file, so the real geo lookup agrees.
+	// A prefix gets viewers in proportion to the client networks it holds
+	// (IPv4 /24s, IPv6 /48s): a /16 has 256 times a /24's viewers.
 	Prefixes []string `yaml:"prefixes"`
 }
 
