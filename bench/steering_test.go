@@ -20,6 +20,7 @@ var (
 	steeringOut   = flag.String("steering.out", "../docs/bench", "where BenchmarkSteering writes its tables and plots")
 	steeringScale = flag.Float64("steering.scale", 10, "arrival-rate multiplier of the scenarios")
 	steeringOnly  = flag.String("steering.only", "", "run only these scenarios (comma-separated); the report then goes to steering-only.md")
+	steeringTrace = flag.String("steering.trace", "", "log every change of health, reason or leader of the engine's ranking of this scope (service/region[/ASnnn]), and its weights every 10 s")
 )
 
 // BenchmarkSteering is make bench-steering: every shipped scenario through
@@ -96,20 +97,29 @@ func runScenario(b *testing.B, ctx context.Context, sc *sim.Scenario) (*sim.Resu
 	if err != nil {
 		b.Fatal(err)
 	}
-	res, err := sim.Run(ctx, sc, l, sim.RunOptions{Start: start, Policy: "engine"})
+	var loop sim.Loop = l
+	if *steeringTrace != "" {
+		loop = &tracer{Loop: l, b: b, scope: *steeringTrace, start: start}
+	}
+	res, err := sim.Run(ctx, sc, loop, sim.RunOptions{Start: start, Policy: "engine"})
 	if cerr := l.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		b.Fatal(err)
 	}
-	all, err := sim.RunBaselines(ctx, sc, sim.RunOptions{Start: start})
+	all, err := sim.RunBaselines(ctx, sc, sim.RunOptions{Start: start, CostMargin: steering.DefaultPolicy().Cost.Margin})
 	if err != nil {
 		b.Fatal(err)
 	}
 	all["engine"] = res
 	return res, all
 }
+
+// lossResolution is the smallest loss against the oracle (QoE points per
+// view) the benchmark tells apart from none: the same build's losses
+// differ by about that much from run to run.
+const lossResolution = 0.1
 
 type verdict struct {
 	line                                 string
@@ -140,14 +150,16 @@ func judge(name string, res *sim.Result, all map[string]*sim.Result) verdict {
 	loss, rrLoss := oracle-s.QoE, oracle-rr
 	ratio := loss / rrLoss
 	lossCell := cell(ratio <= 0.2, fmt.Sprintf("%.2f of %.2f (%.0f%%)", loss, rrLoss, 100*ratio))
-	if rrLoss <= 0 {
-		// Round-robin did as well as the oracle: the goal is then to lose
-		// nothing either.
+	if rrLoss < lossResolution {
+		// Round-robin did as well as the oracle (capacity: the greedy
+		// oracle and round-robin's even spread come out level): a ratio
+		// to a loss that small is noise. The goal is then to lose no
+		// more than the benchmark can resolve either.
 		ratio = 0
-		if loss > 0 {
+		if loss > lossResolution {
 			ratio = 1e9
 		}
-		lossCell = cell(loss <= 0, fmt.Sprintf("%.2f; round-robin %.2f", loss, rrLoss))
+		lossCell = cell(loss <= lossResolution, fmt.Sprintf("%.2f; round-robin %.2f", loss, rrLoss))
 	}
 	v.lossRatio = ratio
 	v.flips = s.FlipsPer10Min
@@ -172,26 +184,25 @@ func sc(r *sim.Result) bool { return r.Summary.Failover.OK || r.Summary.Failover
 
 // phaseLoss splits the engine's QoE loss against the oracle (mean per view
 // of the whole run, as in the table) into before, during and after the
-// incident, so a tuning run shows where the loss comes from.
+// incident, and says how much of each came from the metrics scope, so a
+// tuning run shows where the loss comes from.
 func phaseLoss(res, oracle *sim.Result) string {
 	if oracle == nil || len(res.Steps) != len(oracle.Steps) {
 		return "n/a"
 	}
 	names := []string{"before", "during", "after"}
-	var loss [3]float64
+	var loss, inScope [3]float64
 	views := 0
+	sum := func(xs []int) (n int) {
+		for _, x := range xs {
+			n += x
+		}
+		return n
+	}
 	for i, st := range res.Steps {
-		n, no := 0, 0
-		for _, v := range st.New {
-			n += v
-		}
-		for _, v := range oracle.Steps[i].New {
-			no += v
-		}
+		o := oracle.Steps[i]
+		n, no := sum(st.New), sum(o.New)
 		views += n
-		if st.QoE < 0 || oracle.Steps[i].QoE < 0 {
-			continue
-		}
 		p := 1 // without an incident, all of it is "during"
 		if inc := res.Incident; inc != nil {
 			switch {
@@ -201,14 +212,106 @@ func phaseLoss(res, oracle *sim.Result) string {
 				p = 2
 			}
 		}
-		loss[p] += oracle.Steps[i].QoE*float64(no) - st.QoE*float64(n)
+		if st.QoE >= 0 && o.QoE >= 0 {
+			loss[p] += o.QoE*float64(no) - st.QoE*float64(n)
+		}
+		if st.ScopeQoE >= 0 && o.ScopeQoE >= 0 {
+			inScope[p] += o.ScopeQoE*float64(sum(o.Scope)) - st.ScopeQoE*float64(sum(st.Scope))
+		}
 	}
 	if views == 0 {
 		return "n/a"
 	}
 	var parts []string
 	for i, l := range loss {
-		parts = append(parts, fmt.Sprintf("%s %.2f", names[i], l/float64(views)))
+		parts = append(parts, fmt.Sprintf("%s %.2f (scope %.2f)", names[i], l/float64(views), inScope[i]/float64(views)))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// tracer logs how the engine's ranking of one scope changes as the run
+// goes: a tuning aid (-steering.trace), not part of the report.
+type tracer struct {
+	*simloop.Loop
+	b     *testing.B
+	scope string
+	start time.Time
+	last  map[string]string
+}
+
+func (t *tracer) Advance(ctx context.Context, now time.Time) error {
+	if err := t.Loop.Advance(ctx, now); err != nil {
+		return err
+	}
+	parts := strings.Split(t.scope, "/")
+	snap := t.Table().Snapshot(parts[0])
+	if snap == nil {
+		return nil
+	}
+	if len(parts) == 3 && parts[2] == "*" {
+		return t.cells(snap, parts[1], now.Sub(t.start))
+	}
+	sc := steering.Scope{Service: parts[0]}
+	if len(parts) > 1 {
+		sc.Level, sc.Region = steering.LevelRegion, parts[1]
+	}
+	if len(parts) > 2 {
+		var asn uint32
+		if _, err := fmt.Sscanf(parts[2], "AS%d", &asn); err != nil {
+			return fmt.Errorf("-steering.trace %q: %w", t.scope, err)
+		}
+		sc.Level, sc.ASN = steering.LevelASN, asn
+	}
+	r := snap.Ranking(sc)
+	if r == nil {
+		return nil
+	}
+	at := now.Sub(t.start)
+	if t.last == nil {
+		t.last = map[string]string{}
+	}
+	var weights []string
+	for _, c := range r.Choices {
+		st := fmt.Sprintf("%s leader=%v %s", c.Health, c.Leader, c.Reason)
+		if t.last[c.CDN] != st {
+			t.b.Logf("trace %v %s: %s (score %.1f fast %.1f)", at, c.CDN, st, c.Score, c.FastScore)
+			t.last[c.CDN] = st
+		}
+		weights = append(weights, fmt.Sprintf("%s %.2f s%.1f f%.1f", c.CDN, c.Weight, c.Score, c.FastScore))
+	}
+	if at%(10*time.Second) == 0 {
+		t.b.Logf("trace %v %s %v: %s", at, r.Rule, r.Fired.Names(), strings.Join(weights, ", "))
+	}
+	return nil
+}
+
+// cells logs, for every ASN of a region that the service's snapshot knows,
+// which scope answers it and the CDN with the most weight there, when
+// either changes.
+func (t *tracer) cells(snap *steering.Snapshot, region string, at time.Duration) error {
+	if t.last == nil {
+		t.last = map[string]string{}
+	}
+	for _, r := range snap.Rankings {
+		if r.Scope.Level != steering.LevelASN || r.Scope.Region != region {
+			continue
+		}
+		t.cell(snap, steering.Location{Region: region, ASN: r.Scope.ASN}, at)
+	}
+	t.cell(snap, steering.Location{Region: region, ASN: 1}, at) // an ASN without a ranking of its own
+	return nil
+}
+
+func (t *tracer) cell(snap *steering.Snapshot, loc steering.Location, at time.Duration) {
+	r := snap.Lookup(loc)
+	if r == nil || len(r.Choices) == 0 {
+		return
+	}
+	top := r.Choices[0]
+	st := fmt.Sprintf("answered by %s: %s %.2f (score %.1f, conf %.2f, from %s)", r.Scope, top.CDN, top.Weight, top.Score, top.Confidence, top.ScoreScope)
+	key := fmt.Sprintf("AS%d", loc.ASN)
+	if prev := t.last[key]; prev == "" || !strings.HasPrefix(prev, fmt.Sprintf("answered by %s: %s", r.Scope, top.CDN)) {
+		t.b.Logf("cell %v %s: %s", at, key, st)
+	}
+	t.last[key] = st
 }
