@@ -607,6 +607,31 @@ type cdnView struct {
 	override  string
 	value     float64 // score + cost bonus
 	candidate bool    // may lead
+	// byLevel is the score of the CDN's window at each level of the
+	// scope's chain, -1 where it has none: a challenger scored from a
+	// broader window than the leader is compared with the leader's score
+	// at that level.
+	byLevel [LevelASN + 1]float64
+}
+
+// asnShrink is how many MinSamples of its own an ASN window needs to
+// count for half against its region's (see shrink).
+const asnShrink = 4
+
+// shrink pulls an ASN's score toward its region's by how little data the
+// ASN has: weight b/(b + asnShrink*MinSamples) on its own. Beacons of a
+// view come in runs, so an ASN's score over a few hundred of them still
+// swings by points with who happened to watch; unshrunk, ASNs where two
+// CDNs are equal changed leader every few minutes on that noise alone.
+// An ASN that really differs from its region (its own peering) still
+// diverges once its data says so; its health is judged on its own fast
+// window, not on this.
+func shrink(own, region, b, minSamples float64) float64 {
+	if own < 0 || region < 0 {
+		return own
+	}
+	k := b / (b + asnShrink*minSamples)
+	return region + (own-region)*k
 }
 
 // fastCounts is what passive health reads of the scope's own fast window.
@@ -626,11 +651,17 @@ func (e *Engine) rank(wk *worker, st *svcState, s *scopeState, now time.Time, dt
 	for i := range st.svc.CDNs {
 		v := &views[i]
 		v.score, v.xscore, v.fastScore, v.level = -1, -1, -1, s.scope.Level
+		v.byLevel = [LevelASN + 1]float64{-1, -1, -1, -1}
 		v.fast.FailureRate = -1
 		// Slow: the most specific window with enough samples decides;
 		// with none, the broadest that has any.
 		chain := s.chain[i*len(s.chainScopes) : (i+1)*len(s.chainScopes)]
 		pick, level := -1, Level(0)
+		for j, w := range chain {
+			if w != nil && w.beacons > 0 {
+				v.byLevel[s.chainScopes[j].Level] = w.score
+			}
+		}
 		for j, w := range chain {
 			if w == nil {
 				continue
@@ -651,6 +682,9 @@ func (e *Engine) rank(wk *worker, st *svcState, s *scopeState, now time.Time, dt
 			if b := w.beacons / gs; b > 0 {
 				v.score, v.xscore, v.samples = w.score, w.xscore, b
 				anyData = anyData || v.score >= 0
+				if p := pick + 1; level == LevelASN && p < len(chain) && chain[p] != nil && chain[p].beacons/gs >= e.pol.MinSamples {
+					v.score, v.xscore = shrink(w.score, chain[p].score, b, e.pol.MinSamples), shrink(w.xscore, chain[p].xscore, b, e.pol.MinSamples)
+				}
 			}
 		}
 		// Fast: the scope's own window only. A parent's data would
@@ -803,6 +837,15 @@ func (e *Engine) passive(st *svcState, s *scopeState, views []cdnView, now time.
 			// alone is judged here: the parent's views say nothing of it.)
 			next, why = HealthUp, ""
 			e.forget(st, s, i)
+		case prev == HealthDown && !attempts && parent != nil && parent.passive != nil && parent.passive[i] == HealthProbation:
+			// The parent has put the CDN on probation: trial it here
+			// too. Its clients are answered by the rankings under it,
+			// so only the scopes under it can send the trial views,
+			// and the parent, seeing all of them, decides first (this
+			// scope follows it up or down). Left down here, the parent's
+			// probation got no views to judge: hard-outage's cdn-a took
+			// a minute to come back after its outage ended.
+			next, why = HealthProbation, "probation: with "+parent.scope.String()
 		case prev == HealthProbation && parentDown:
 			// Down across the parent scope, whose views decide sooner: a
 			// probation here only sends views to a CDN that is down (in a
@@ -818,10 +861,13 @@ func (e *Engine) passive(st *svcState, s *scopeState, views []cdnView, now time.
 			if own == nil {
 				break
 			}
-			if now.Sub(s.passiveAt[i]) > probationSpan*e.pol.Passive.Retry {
-				// No verdict in that long: the scope is thin, and what
-				// its first trials said may be stale (an outage that has
-				// since ended). Judge the views from now on.
+			if now.Sub(s.passiveAt[i]) > probationSpan*e.pol.Passive.Retry && own.probation.failures > 0 {
+				// No verdict in that long: the scope is thin, and the
+				// failures its first trials saw may be stale (an outage
+				// that has since ended). Judge the views from now on.
+				// Trials that all played keep counting: a thin ASN gets
+				// a probation view a minute, and starting over every
+				// minute, it never reached a verdict at all.
 				own.probation = means{}
 				s.passiveAt[i] = now
 			}
@@ -992,6 +1038,11 @@ func descends(d, s *scopeState) bool {
 func (e *Engine) bestOther(s *scopeState, views []cdnView, i int) (float64, int) {
 	best, bestJ := -1.0, -1
 	for j := range views {
+		// A damped CDN may not lead: what it measures between its
+		// flaps is no reason to move views off another.
+		if s.damped != nil && s.damped[j] {
+			continue
+		}
 		if j != i && s.passive[j] == HealthUp && views[j].xscore > best {
 			best, bestJ = views[j].xscore, j
 		}
@@ -1081,10 +1132,11 @@ func (e *Engine) damp(st *svcState, s *scopeState, views []cdnView, now time.Tim
 		case p >= e.pol.Flap.Suppress:
 			s.suppressed[i] = true
 		case p < e.pol.Flap.Suppress/2 && s.suppressed[i]:
+			// Reuse comes with time, not with evidence: the windows keep
+			// what the CDN did while it flapped, and it leads again only
+			// once its scores have earned it. (Forgetting here let a CDN
+			// still flapping take the lead back on its parent's score.)
 			s.suppressed[i] = false
-			if v.health == HealthUp {
-				e.forget(st, s, i)
-			}
 		}
 		// A CDN flapping in a parent scope flaps here too, however few
 		// views this scope sees of it.
@@ -1378,7 +1430,7 @@ func (e *Engine) measuredShares(wk *worker, st *svcState, s *scopeState, views [
 		// measured since is little. (Shift capped, as any change.)
 		s.leader, s.leaderAt, s.challenger, s.displaced = s.displaced, now, -1, -1
 		fired |= FiredRestore
-	case best != s.leader && views[best].value > views[s.leader].value+e.pol.Hysteresis.Margin:
+	case best != s.leader && e.outscores(&views[best], &views[s.leader]):
 		if s.challenger != best {
 			s.challenger, s.since = best, now
 		}
@@ -1413,11 +1465,29 @@ func (e *Engine) measuredShares(wk *worker, st *svcState, s *scopeState, views [
 	return fired
 }
 
+// outscores reports whether challenger c beats leader l by the hysteresis
+// margin. Scored from a broader window than the leader (it has too few
+// samples of its own here), c is compared with l's score from that same
+// window: in a region, a CDN that is great elsewhere has a global score
+// the region's own numbers never see, and took regions from a leader
+// better there (hard-outage's eu-west went to cdn-c on ap-south's cdn-c).
+func (e *Engine) outscores(c, l *cdnView) bool {
+	lv := l.value
+	if c.level < l.level && c.score >= 0 {
+		if at := l.byLevel[c.level]; at >= 0 {
+			lv = at + (l.value - l.score) // the cost bonus stays
+		}
+	}
+	return c.value > lv+e.pol.Hysteresis.Margin
+}
+
 // retryBackoff caps the doubling of passive.retry after failed
-// probations: 2^3 = 8 retries' wait at most (2 minutes at the default
-// 15 s), which keeps a CDN that comes back measured again well within the
-// 5 minutes the steering benchmark allows for recovery.
-const retryBackoff = 3
+// probations: 2^2 = 4 retries' wait at most (1 minute at the default
+// 15 s). A probation costs the few trial views it takes to fail (half of
+// passive.min_attempts) in the scope that holds it, while the wait is
+// time a CDN that came back is not used: at 8x, a probation that failed
+// in the last seconds of an outage kept the CDN out for two more minutes.
+const retryBackoff = 2
 
 // retryAfter is how long a down or evacuated CDN waits for probation
 // after failing `failed` probations in a row.
