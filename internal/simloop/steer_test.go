@@ -332,8 +332,8 @@ func TestDeadServers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc.Duration = sim.Duration(20 * time.Second)
-	sc = sc.Scaled(0.2)
+	sc.Duration = sim.Duration(30 * time.Second)
+	sc = sc.Scaled(0.5) // some 9 new views: the test needs some
 	cat := sc.Catalog()
 	stab, err := steering.NewTable(cat, steering.DefaultPolicy().Stale, nil)
 	if err != nil {
