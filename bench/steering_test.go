@@ -20,7 +20,7 @@ var (
 	steeringOut   = flag.String("steering.out", "../docs/bench", "where BenchmarkSteering writes its tables and plots")
 	steeringScale = flag.Float64("steering.scale", 10, "arrival-rate multiplier of the scenarios")
 	steeringOnly  = flag.String("steering.only", "", "run only these scenarios (comma-separated); the report then goes to steering-only.md")
-	steeringTrace = flag.String("steering.trace", "", "log every change of health, reason or leader of the engine's ranking of this scope (service/region[/ASnnn]), and its weights every 10 s")
+	steeringTrace = flag.String("steering.trace", "", "log every change of health, reason or leader of the engine's ranking of this scope (service/region[/ASnnn]), and its weights every 10 s; service/region/* (region may be *): which ranking answers each ASN, and its top CDN")
 )
 
 // BenchmarkSteering is make bench-steering: every shipped scenario through
@@ -292,13 +292,17 @@ func (t *tracer) cells(snap *steering.Snapshot, region string, at time.Duration)
 	if t.last == nil {
 		t.last = map[string]string{}
 	}
+	regions := map[string]bool{}
 	for _, r := range snap.Rankings {
-		if r.Scope.Level != steering.LevelASN || r.Scope.Region != region {
+		if r.Scope.Level != steering.LevelASN || region != "*" && r.Scope.Region != region {
 			continue
 		}
-		t.cell(snap, steering.Location{Region: region, ASN: r.Scope.ASN}, at)
+		regions[r.Scope.Region] = true
+		t.cell(snap, steering.Location{Region: r.Scope.Region, ASN: r.Scope.ASN}, at)
 	}
-	t.cell(snap, steering.Location{Region: region, ASN: 1}, at) // an ASN without a ranking of its own
+	for reg := range regions {
+		t.cell(snap, steering.Location{Region: reg, ASN: 1}, at) // an ASN without a ranking of its own
+	}
 	return nil
 }
 
@@ -309,7 +313,7 @@ func (t *tracer) cell(snap *steering.Snapshot, loc steering.Location, at time.Du
 	}
 	top := r.Choices[0]
 	st := fmt.Sprintf("answered by %s: %s %.2f (score %.1f, conf %.2f, from %s)", r.Scope, top.CDN, top.Weight, top.Score, top.Confidence, top.ScoreScope)
-	key := fmt.Sprintf("AS%d", loc.ASN)
+	key := fmt.Sprintf("%s/AS%d", loc.Region, loc.ASN)
 	if prev := t.last[key]; prev == "" || !strings.HasPrefix(prev, fmt.Sprintf("answered by %s: %s", r.Scope, top.CDN)) {
 		t.b.Logf("cell %v %s: %s", at, key, st)
 	}

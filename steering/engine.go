@@ -1138,10 +1138,12 @@ func (e *Engine) damp(st *svcState, s *scopeState, views []cdnView, now time.Tim
 			// still flapping take the lead back on its parent's score.)
 			s.suppressed[i] = false
 		}
-		// A CDN flapping in a parent scope flaps here too, however few
-		// views this scope sees of it.
+		// A CDN flapping in its region flaps in the region's ASNs too,
+		// however few views an ASN sees of it. A region judges its own:
+		// the service scope's falls may all be one region's (flapping's
+		// eu-west damped cdn-a in every region through it).
 		parent := s.parent
-		s.damped[i] = s.suppressed[i] || parent != nil && parent.damped != nil && parent.damped[i]
+		s.damped[i] = s.suppressed[i] || s.scope.Level == LevelASN && parent != nil && parent.damped != nil && parent.damped[i]
 		if v.health == HealthUp && s.damped[i] {
 			v.health = HealthSuppressed
 			where, q := "", p
