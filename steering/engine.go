@@ -120,6 +120,7 @@ type scopeState struct {
 	// doubles the wait before the next (retryAfter), so a CDN that is
 	// still down is not handed a probation share every Retry.
 	failedTrials []uint8
+	fromDown     []bool // on probation after failing, not after bad QoE
 	// ranked: an ASN scope ranks only once a window of it has enough
 	// data; until then its clients use the region ranking.
 	ranked bool
@@ -801,6 +802,7 @@ func (e *Engine) passive(st *svcState, s *scopeState, views []cdnView, now time.
 		s.clearedAt = make([]time.Time, len(views))
 		s.broad = make([]bool, len(views))
 		s.failedTrials = make([]uint8, len(views))
+		s.fromDown = make([]bool, len(views))
 		for i := range s.passive {
 			s.passive[i] = HealthUp
 		}
@@ -877,13 +879,23 @@ func (e *Engine) passive(st *svcState, s *scopeState, views []cdnView, now time.
 				why = fmt.Sprintf("probation: %.0f%% of %.0f play attempts failed", 100*ps.FailureRate, ps.Views)
 				break
 			}
-			if own.probation.beacons < e.pol.Passive.MinBeacons || now.Sub(s.passiveAt[i]) < e.pol.Passive.Retry {
+			if now.Sub(s.passiveAt[i]) < e.pol.Passive.Retry {
+				break
+			}
+			// A CDN that was down for failing clears on the starts of
+			// passive.min_attempts trials that did not fail, whatever
+			// their beacons say of QoE yet: starting is what it could
+			// not do, and its QoE is judged like any CDN's from then on.
+			// Waiting for passive.min_beacons kept a CDN back from a
+			// thin fleet for a minute after its outage had ended.
+			starts := s.fromDown[i] && ps.Views >= e.pol.Passive.MinAttempts
+			if own.probation.beacons < e.pol.Passive.MinBeacons && !starts {
 				break
 			}
 			score, _ := Score(ps, experience(e.pol.Weights))
 			best, bestJ := e.bestOther(s, views, i)
 			switch {
-			case bestJ >= 0 && score < best-e.pol.Passive.EvacuateMargin:
+			case bestJ >= 0 && score >= 0 && own.probation.beacons >= e.pol.Passive.MinBeacons && score < best-e.pol.Passive.EvacuateMargin:
 				next = HealthEvacuated
 				why = fmt.Sprintf("probation: QoE %.1f is %.1f below %s's %.1f", score, best-score, st.svc.CDNs[bestJ], best)
 			default:
@@ -962,8 +974,11 @@ func (e *Engine) passive(st *svcState, s *scopeState, views []cdnView, now time.
 		case next == HealthDown && !s.inherited[i] && !s.broad[i]:
 			s.broad[i] = e.failingBeyond(s, i, gf)
 		}
-		if next == HealthProbation && prev != HealthProbation && own != nil {
-			own.probation = means{}
+		if next == HealthProbation && prev != HealthProbation {
+			s.fromDown[i] = prev == HealthDown
+			if own != nil {
+				own.probation = means{}
+			}
 		}
 		if why == "" || !strings.HasPrefix(why, "inherited") {
 			s.inherited[i] = false
@@ -1559,6 +1574,31 @@ func moveShares(cur, target []float64, views []cdnView, limit float64) bool {
 		}
 	}
 	given, capped := freed, false
+	// A CDN on probation gets its share at once: a few percent, and the
+	// trials are what it is on probation for. Left to take its part of
+	// what a capped move frees, it got a tenth of it while another CDN
+	// took the lead, and its trials came a minute late.
+	for i := range cur {
+		g := target[i] - cur[i]
+		if views[i].health != HealthProbation || g <= 0 {
+			continue
+		}
+		cur[i] += g
+		for g > 1e-12 {
+			j := -1
+			for k := range cur {
+				if k != i && cur[k] > target[k] && (j < 0 || cur[k] > cur[j]) {
+					j = k
+				}
+			}
+			if j < 0 {
+				break // normalize takes the rest from everyone
+			}
+			d := min(g, cur[j]-target[j])
+			cur[j] -= d
+			g -= d
+		}
+	}
 	for i := range cur {
 		if excess := cur[i] - target[i]; excess > 1e-12 {
 			d := excess
