@@ -93,7 +93,12 @@ func BenchmarkSteering(b *testing.B) {
 func runScenario(b *testing.B, ctx context.Context, sc *sim.Scenario) (*sim.Result, map[string]*sim.Result) {
 	b.Helper()
 	start := time.Now().Truncate(time.Second)
-	l, err := simloop.Start(ctx, simloop.Options{Catalog: sc.Catalog(), Policy: steering.DefaultPolicy(), Start: start})
+	health, err := sc.Health()
+	if err != nil {
+		b.Fatal(err)
+	}
+	l, err := simloop.Start(ctx, simloop.Options{Catalog: sc.Catalog(), Policy: steering.DefaultPolicy(), Start: start,
+		Health: func(cdn string, at time.Time) bool { return health(cdn, at.Sub(start)) }})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -408,6 +408,12 @@ func (e *Engine) Probe(r ProbeResult) error {
 	return nil
 }
 
+// probeBack reports whether cdn's health probes turned up after since.
+func (e *Engine) probeBack(cdn string, since time.Time) bool {
+	p := e.probes[cdn]
+	return p != nil && p.known && p.up && p.lastChanged.After(since)
+}
+
 func (e *Engine) catalogHas(cdn string) bool {
 	for _, c := range e.cat.CDNs {
 		if c.Name == cdn {
@@ -839,6 +845,18 @@ func (e *Engine) passive(st *svcState, s *scopeState, views []cdnView, now time.
 			// alone is judged here: the parent's views say nothing of it.)
 			next, why = HealthUp, ""
 			e.forget(st, s, i)
+		case (prev == HealthDown || prev == HealthProbation) && e.probeBack(st.svc.CDNs[i], s.passiveAt[i]):
+			// The health URL answers again since this scope took the CDN
+			// down (or began its probation, on trials of the outage):
+			// trial it now, on fresh views, with no backoff.
+			next, why = HealthProbation, "probation: "+e.probes[st.svc.CDNs[i]].detail
+			s.failedTrials[i] = 0
+			if prev == HealthProbation {
+				s.passiveAt[i] = now
+				if own != nil {
+					own.probation = means{}
+				}
+			}
 		case prev == HealthDown && !attempts && parent != nil && parent.passive != nil && parent.passive[i] == HealthProbation:
 			// The parent has put the CDN on probation: trial it here
 			// too. Its clients are answered by the rankings under it,

@@ -119,7 +119,12 @@ func loadScenario(name string) (*sim.Scenario, error) {
 // its views steered through path.
 func simulateEngine(ctx context.Context, sc *sim.Scenario, pol steering.Policy, path simloop.Path, log *slog.Logger) (*sim.Result, map[simloop.Path]simloop.PathStats, error) {
 	start := time.Now().Truncate(time.Second)
-	l, err := simloop.Start(ctx, simloop.Options{Catalog: sc.Catalog(), Policy: pol, Start: start, SteerPath: path, Logger: log})
+	health, err := sc.Health()
+	if err != nil {
+		return nil, nil, fmt.Errorf("simulate: %w", err)
+	}
+	l, err := simloop.Start(ctx, simloop.Options{Catalog: sc.Catalog(), Policy: pol, Start: start, SteerPath: path, Logger: log,
+		Health: func(cdn string, at time.Time) bool { return health(cdn, at.Sub(start)) }})
 	if err != nil {
 		return nil, nil, fmt.Errorf("simulate: %w", err)
 	}

@@ -504,3 +504,31 @@ func TestDescribe(t *testing.T) {
 		}
 	}
 }
+
+// TestRound probes every target once, in one call, with the clock of
+// Options.Now: what the simulator's virtual time drives.
+func TestRound(t *testing.T) {
+	ok := server(t, func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	bad := server(t, func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusServiceUnavailable) })
+	at := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	rec := &recorder{}
+	p := newProber(t, []Target{{CDN: "a", URL: ok.URL}, {CDN: "b", URL: bad.URL}}, rec,
+		Options{Interval: time.Second, Timeout: time.Second, Now: func() time.Time { return at }})
+	for range 2 {
+		p.Round(t.Context())
+	}
+	got := rec.byCDN()
+	if len(got["a"]) != 2 || len(got["b"]) != 2 {
+		t.Fatalf("results %v, want two per CDN", got)
+	}
+	for _, r := range got["a"] {
+		if !r.OK || !r.At.Equal(at) {
+			t.Errorf("a: %+v, want ok at %v", r, at)
+		}
+	}
+	for _, r := range got["b"] {
+		if r.OK || r.Detail != "status 503" {
+			t.Errorf("b: %+v, want failed with status 503", r)
+		}
+	}
+}

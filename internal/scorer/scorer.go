@@ -95,6 +95,14 @@ func New(eng *steering.Engine, rd MessageReader, wr MessageWriter, o Options) *S
 // Observed is how many beacon messages the scorer has handled.
 func (s *Scorer) Observed() int64 { return s.observed.Load() }
 
+// ProbeResult hands an active probe result to the engine (probe.Sink).
+// A result for a CDN the catalog does not have is logged and dropped.
+func (s *Scorer) ProbeResult(r steering.ProbeResult) {
+	if err := s.eng.Probe(r); err != nil {
+		s.log.Warn("probe result dropped", "err", err)
+	}
+}
+
 // Run consumes until ctx is done, ticking every Interval when set.
 func (s *Scorer) Run(ctx context.Context) error {
 	var wg sync.WaitGroup

@@ -419,6 +419,32 @@ func (s *Scenario) Catalog() steering.Catalog {
 	return cat
 }
 
+// Health is what a CDN's health URL answers at an offset into the run, for
+// a harness that runs the real health prober against the simulated world:
+// false (the URL fails) while the CDN fails at least half of its views in
+// at least half of the scenario's ASNs. A probe sees the CDN from one
+// place: an outage of some regions or ASNs, or a degradation, it does not
+// see; an outage of the CDN everywhere, it does. Safe for concurrent use.
+func (s *Scenario) Health() (func(cdn string, at time.Duration) bool, error) {
+	m, err := compile(s)
+	if err != nil {
+		return nil, err
+	}
+	return func(cdn string, at time.Duration) bool {
+		c, ok := m.cdnIndex[cdn]
+		if !ok {
+			return false
+		}
+		failing := 0
+		for a := range m.asns {
+			if m.perfAt(c, a, at, nil, 0).fail >= 0.5 {
+				failing++
+			}
+		}
+		return 2*failing < len(m.asns)
+	}, nil
+}
+
 // Scaled returns a copy of the scenario with k times the viewers: every
 // region's arrival rate and every capacity (baseline, overrides, events)
 // multiplied by k, so the same world has more samples per second.

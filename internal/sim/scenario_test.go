@@ -316,3 +316,34 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestHealth: a scenario's health URLs fail for an outage of the CDN
+// everywhere, while it lasts, and not for one ASN's or a degradation.
+func TestHealth(t *testing.T) {
+	for _, c := range []struct {
+		scenario string
+		at       time.Duration
+		cdn      string
+		want     bool
+	}{
+		{"hard-outage", 3 * time.Minute, "cdn-a", true},
+		{"hard-outage", 5 * time.Minute, "cdn-a", false},
+		{"hard-outage", 5 * time.Minute, "cdn-b", true},
+		{"hard-outage", 8 * time.Minute, "cdn-a", true},
+		{"asn-outage", 5 * time.Minute, "cdn-a", true},
+		{"degrade-region", 5 * time.Minute, "cdn-a", true},
+		{"hard-outage", 5 * time.Minute, "no-such-cdn", false},
+	} {
+		sc, err := Load(c.scenario)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := sc.Health()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := h(c.cdn, c.at); got != c.want {
+			t.Errorf("%s: health of %s at %v = %v, want %v", c.scenario, c.cdn, c.at, got, c.want)
+		}
+	}
+}

@@ -17,11 +17,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,6 +34,7 @@ import (
 	"github.com/cdnpilot/cdnpilot/dns"
 	"github.com/cdnpilot/cdnpilot/internal/geo"
 	"github.com/cdnpilot/cdnpilot/internal/kafkaio"
+	"github.com/cdnpilot/cdnpilot/internal/probe"
 	"github.com/cdnpilot/cdnpilot/internal/scorer"
 	"github.com/cdnpilot/cdnpilot/steering"
 	"github.com/cdnpilot/cdnpilot/steering/redirect"
@@ -49,6 +52,12 @@ type Options struct {
 	// SteerPath is how views ask for a CDN; "" is PathEngine, the Table
 	// in process (what make bench-steering measures).
 	SteerPath Path
+	// Health, when set, is what each CDN's health URL answers at a
+	// virtual instant (sim.Scenario.Health): the loop serves it at
+	// /health/{cdn} and runs the real prober against it every
+	// Policy.Probe.Interval of virtual time, the scorer taking the
+	// results as the score role does.
+	Health func(cdn string, at time.Time) bool
 }
 
 // simZone is the zone the loop's steering DNS serves, the demo's.
@@ -74,6 +83,10 @@ type Loop struct {
 	poster *poster
 	steer  *steerer
 	dns    *dns.Server // nil unless a path asks the DNS
+
+	prober    *probe.Prober // nil without Options.Health
+	every     time.Duration // its interval, in virtual time
+	nextProbe time.Time
 }
 
 const (
@@ -132,6 +145,15 @@ func Start(ctx context.Context, o Options) (_ *Loop, err error) {
 	})
 	mux := http.NewServeMux()
 	h.Register(mux)
+	if o.Health != nil {
+		mux.HandleFunc("GET /health/{cdn}", func(w http.ResponseWriter, r *http.Request) {
+			if !o.Health(r.PathValue("cdn"), now()) {
+				http.Error(w, "simulated outage", http.StatusServiceUnavailable)
+				return
+			}
+			_, _ = io.WriteString(w, "ok\n")
+		})
+	}
 	if o.SteerPath != PathEngine && o.SteerPath != PathDNS {
 		// The redirector and content steering, trusting the same proxy.
 		rs, err := redirect.New(redirect.Options{
@@ -169,6 +191,18 @@ func Start(ctx context.Context, o Options) (_ *Loop, err error) {
 		return nil, err
 	}
 	l.scorer = scorer.New(eng, rd, l.rankW, scorer.Options{Now: now, Logger: o.Logger, Registerer: reg})
+	if o.Health != nil {
+		var targets []probe.Target
+		for _, c := range o.Catalog.CDNs {
+			targets = append(targets, probe.Target{CDN: c.Name, URL: l.srv.URL + "/health/" + url.PathEscape(c.Name)})
+		}
+		l.every = o.Policy.Probe.Interval
+		if l.prober, err = probe.New(targets, l.scorer, probe.Options{Interval: l.every, Timeout: o.Policy.Probe.Timeout,
+			Logger: o.Logger, Registerer: reg, Now: now}); err != nil {
+			_ = rd.Close()
+			return nil, fmt.Errorf("health probes: %w", err)
+		}
+	}
 	sub := scorer.NewSubscriber(l.table, l.svcs, scorer.SubscriberOptions{Brokers: brokers, Topic: rankingsTopic, Logger: o.Logger})
 
 	l.done.Go(func() {
@@ -252,6 +286,10 @@ func (l *Loop) Advance(ctx context.Context, now time.Time) error {
 		}
 	}
 	l.clock.Store(now.UnixNano())
+	if l.prober != nil && !now.Before(l.nextProbe) {
+		l.prober.Round(ctx)
+		l.nextProbe = now.Add(l.every)
+	}
 	snaps := l.scorer.Tick(ctx, now)
 	for _, s := range snaps {
 		for {

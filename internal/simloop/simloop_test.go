@@ -14,10 +14,16 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// runEngine runs a scenario through the closed loop.
-func runEngine(ctx context.Context, t testing.TB, sc *sim.Scenario, start time.Time) *sim.Result {
+// runEngine runs a scenario through the closed loop, the health probes
+// included, and returns the result and the node's last snapshot of vod.
+func runEngine(ctx context.Context, t testing.TB, sc *sim.Scenario, start time.Time) (*sim.Result, *steering.Snapshot) {
 	t.Helper()
-	l, err := Start(ctx, Options{Catalog: sc.Catalog(), Policy: steering.DefaultPolicy(), Start: start})
+	health, err := sc.Health()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := Start(ctx, Options{Catalog: sc.Catalog(), Policy: steering.DefaultPolicy(), Start: start,
+		Health: func(cdn string, at time.Time) bool { return health(cdn, at.Sub(start)) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +36,7 @@ func runEngine(ctx context.Context, t testing.TB, sc *sim.Scenario, start time.T
 	if err != nil {
 		t.Fatal(err)
 	}
-	return res
+	return res, l.Table().Snapshot("vod")
 }
 
 // TestClosedLoop runs the first half minute of the hard outage through
@@ -46,7 +52,7 @@ func TestClosedLoop(t *testing.T) {
 	// Few enough viewers for -race on 2 cores; the outage starts at 4m.
 	sc.Duration = sim.Duration(4*time.Minute + 30*time.Second)
 	start := time.Now().Truncate(time.Second)
-	res := runEngine(t.Context(), t, sc, start)
+	res, snap := runEngine(t.Context(), t, sc, start)
 	rr, err := sim.Run(t.Context(), sc, sim.NewRoundRobin(), sim.RunOptions{Start: start})
 	if err != nil {
 		t.Fatal(err)
@@ -60,6 +66,19 @@ func TestClosedLoop(t *testing.T) {
 	}
 	if s.SteerErrors != 0 || s.Beacons == 0 {
 		t.Errorf("steer errors %d, beacons %d", s.SteerErrors, s.Beacons)
+	}
+	// The real prober, on the loop's virtual clock, has seen the health
+	// URL fail since: the outage is everywhere.
+	var reason string
+	if r := snap.Ranking(steering.Scope{Service: "vod"}); r != nil {
+		for _, c := range r.Choices {
+			if c.CDN == "cdn-a" {
+				reason = c.Reason
+			}
+		}
+	}
+	if !strings.HasPrefix(reason, "probe: 3 consecutive failures, last status 503") {
+		t.Errorf("cdn-a's reason in the service scope is %q, want the probes'", reason)
 	}
 }
 
