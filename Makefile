@@ -41,7 +41,8 @@ bench:
 	  $(GO) test -run "^$$" -bench Pipeline -benchtime $(BENCHTIME) -timeout 30m -v ./bench/ && \
 	  $(GO) test -run "^$$" -bench . -benchmem -timeout 30m ./beacons/... ./internal/geo/ ./analytics/... ./steering/...'
 
-## bench-steering: every scenario through the closed loop and the baselines;
+## bench-steering: every scenario through the closed loop (three runs each:
+## the median run is reported) and the baselines;
 ## writes docs/bench/steering.md and one PNG per scenario.
 bench-steering:
 	$(GO) test -run "^$$" -bench Steering -benchtime 1x -timeout 60m -v ./bench/
