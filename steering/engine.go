@@ -666,22 +666,22 @@ func (e *Engine) rank(wk *worker, st *svcState, s *scopeState, now time.Time, dt
 		// Slow: the most specific window with enough samples decides;
 		// with none, the broadest that has any.
 		chain := s.chain[i*len(s.chainScopes) : (i+1)*len(s.chainScopes)]
-		pick, level := -1, Level(0)
-		for j, w := range chain {
-			if w != nil && w.beacons > 0 {
-				v.byLevel[s.chainScopes[j].Level] = w.score
-			}
-		}
+		pick, level, enough := -1, Level(0), false
 		for j, w := range chain {
 			if w == nil {
 				continue
+			}
+			if w.beacons > 0 {
+				v.byLevel[s.chainScopes[j].Level] = w.score
+			}
+			if enough {
+				continue // the scores above are for the hysteresis (outscores)
 			}
 			if pick < 0 || s.chainScopes[j].Level == LevelGlobal {
 				pick, level = j, s.chainScopes[j].Level
 			}
 			if w.beacons/gs >= e.pol.MinSamples {
-				pick, level = j, s.chainScopes[j].Level
-				break
+				pick, level, enough = j, s.chainScopes[j].Level, true
 			}
 		}
 		if pick >= 0 {
