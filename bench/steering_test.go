@@ -323,7 +323,7 @@ func (t *tracer) Advance(ctx context.Context, now time.Time) error {
 			t.b.Logf("trace %v %s: %s (score %.1f fast %.1f)", at, c.CDN, st, c.Score, c.FastScore)
 			t.last[c.CDN] = st
 		}
-		weights = append(weights, fmt.Sprintf("%s %.2f s%.1f f%.1f", c.CDN, c.Weight, c.Score, c.FastScore))
+		weights = append(weights, fmt.Sprintf("%s %.2f s%.1f@%s f%.1f", c.CDN, c.Weight, c.Score, c.ScoreScope, c.FastScore))
 	}
 	if at%(10*time.Second) == 0 {
 		t.b.Logf("trace %v %s %v: %s", at, r.Rule, r.Fired.Names(), strings.Join(weights, ", "))
