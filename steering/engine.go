@@ -624,17 +624,6 @@ type cdnView struct {
 	byLevel [LevelASN + 1]float64
 }
 
-// own is the CDN's full score from the window of the scope's own level
-// when it has one, however thin: after a recovery the windows there start
-// afresh, while a parent's still hold the scope's incident (after an
-// outage of one ASN, its region's window still fails).
-func (v *cdnView) own(l Level) float64 {
-	if s := v.byLevel[l]; s >= 0 {
-		return s
-	}
-	return v.score
-}
-
 // asnShrink is how many MinSamples of its own an ASN window needs to
 // count for half against its region's (see shrink).
 const asnShrink = 4
@@ -843,8 +832,7 @@ func (e *Engine) passive(st *svcState, s *scopeState, views []cdnView, now time.
 			own = h.win
 		}
 		switch {
-		case attempts && v.fast.FailureRate > e.pol.Passive.FailureRate &&
-			!(s.scope.Level == LevelRegion && e.oneASN(st, s, i, v.fast, gf)):
+		case attempts && v.fast.FailureRate > e.pol.Passive.FailureRate:
 			next = HealthDown
 			why = fmt.Sprintf("passive: %.0f%% of %.0f recent play attempts failed (limit %.0f%%)",
 				100*v.fast.FailureRate, v.fast.Views, 100*e.pol.Passive.FailureRate)
@@ -939,7 +927,7 @@ func (e *Engine) passive(st *svcState, s *scopeState, views []cdnView, now time.
 				break
 			}
 			score, _ := Score(ps, experience(e.pol.Weights))
-			best, bestJ := e.bestOther(s, views, i, -1)
+			best, bestJ := e.bestOther(s, views, i)
 			switch {
 			case bestJ >= 0 && score >= 0 && own.probation.beacons >= e.pol.Passive.MinBeacons && score < best-e.pol.Passive.EvacuateMargin:
 				next = HealthEvacuated
@@ -968,25 +956,12 @@ func (e *Engine) passive(st *svcState, s *scopeState, views []cdnView, now time.
 				next, why = HealthProbation, "probation: no fresh data since "+prev.String()+" at "+s.passiveAt[i].UTC().Format(time.TimeOnly)
 			}
 		case v.fastScore >= 0:
+			best, bestJ := e.bestOther(s, views, i)
 			// Evacuate a CDN that carries traffic, or one that just
 			// fell: a CDN steadily worse than the rest keeps its
 			// exploration share to stay measured.
 			carries := s.shares != nil && s.shares[i] > 2*e.pol.Exploration
 			sudden := v.xscore < 0 || v.fastScore < v.xscore-e.pol.Passive.EvacuateMargin/2
-			parentEvacuated := parent != nil && parent.passive != nil && parent.passive[i] == HealthEvacuated
-			// A CDN playing as it always has is evacuated only toward one
-			// the ranking puts above it anyway (once evacuated, it comes
-			// back by the margin alone). The experience scores
-			// leave failures out: flapping's cdn-a, failing a tenth of
-			// its starts every other ten seconds, played better than
-			// cdn-b between its failures, so cdn-b, leading on the full
-			// score, was evacuated toward it on noise, again and again,
-			// until cdn-b was damped as a flapper itself.
-			floor := -1.0
-			if !sudden && !parentEvacuated && prev != HealthEvacuated {
-				floor = v.own(s.scope.Level)
-			}
-			best, bestJ := e.bestOther(s, views, i, floor)
 			// An evacuated CDN comes back only once it is within half the
 			// margin: at the margin itself, noise would take it in and out
 			// every tick, and each fall would count as a flap.
@@ -995,7 +970,7 @@ func (e *Engine) passive(st *svcState, s *scopeState, views []cdnView, now time.
 			// (a sibling the problem does not reach keeps the CDN: its own
 			// recent QoE must still agree).
 			margin := e.pol.Passive.EvacuateMargin
-			if prev == HealthEvacuated || parentEvacuated {
+			if prev == HealthEvacuated || parent != nil && parent.passive != nil && parent.passive[i] == HealthEvacuated {
 				margin /= 2
 			} else if v.xscore >= 0 && v.fastScore < v.xscore-margin {
 				// A fall of a whole margin below its own recent past is
@@ -1005,16 +980,8 @@ func (e *Engine) passive(st *svcState, s *scopeState, views []cdnView, now time.
 				// for the full margin took 15-20 s of bad views.
 				margin /= 2
 			}
-			// Relative QoE is judged where the views share a network:
-			// a global or country scope mixes regions where different
-			// CDNs are rightly best, and a CDN's fast score there says
-			// which regions send it views as much as how it plays
-			// (flapping's global scope evacuated cdn-c, ap-south's best,
-			// whenever eu-west's exploration views of it outnumbered
-			// ap-south's). Failures are judged everywhere.
-			local := s.scope.Level >= LevelRegion
 			switch {
-			case local && bestJ >= 0 && (carries || sudden || prev == HealthEvacuated) && v.fastScore < best-margin:
+			case bestJ >= 0 && (carries || sudden || prev == HealthEvacuated) && v.fastScore < best-margin:
 				next = HealthEvacuated
 				why = fmt.Sprintf("passive: recent QoE %.1f is %.1f below %s's %.1f", v.fastScore, best-v.fastScore, st.svc.CDNs[bestJ], best)
 			case prev == HealthEvacuated:
@@ -1093,58 +1060,22 @@ func asnsOf(st *svcState, region string) []*scopeState {
 	return st.sorted[lo:hi]
 }
 
-// asnFailures is what CDN i's recent play attempts in region s's ASNs
-// tell: the decayed failed attempts over all of them, the most in one,
-// and that one ASN.
-func (e *Engine) asnFailures(st *svcState, s *scopeState, i int, gf float64) (total, worst, worstViews float64, worstASN *scopeState) {
-	cdn := st.svc.CDNs[i]
-	for _, d := range asnsOf(st, s.scope.Region) {
-		w := e.windows[winKey{scope: d.scope, cdn: cdn}]
-		if w == nil {
-			continue
-		}
-		c := w.fastStats(gf)
-		failed := c.Views * max(c.FailureRate, 0)
-		total += failed
-		if failed > worst {
-			worst, worstViews, worstASN = failed, c.Views, d
-		}
-	}
-	return total, worst, worstViews, worstASN
-}
-
-// oneASN reports whether CDN i's failures in region s are one ASN's: an
-// ASN that ranks on its own and fails over the limit on its own play
-// attempts, without which the region's attempts (enough of them to
-// judge) do not fail over it. The
-// ASN takes the CDN down for its clients; the region, which answers its
-// other ASNs, keeps it (asn-outage took eu-west's thin ASNs off cdn-a
-// for an outage of AS64496, and brought them back minutes after it).
-func (e *Engine) oneASN(st *svcState, s *scopeState, i int, p fastCounts, gf float64) bool {
-	_, worst, views, d := e.asnFailures(st, s, i, gf)
-	if d == nil || !d.ranked {
-		return false
-	}
-	// The ASN's own verdict, as of the last tick (ASNs rank after their
-	// region): its probation's trials fail a few at a time, too few for
-	// a verdict of the fast window, yet enough to take the region down.
-	own := d.passive != nil && !d.inherited[i] && (d.passive[i] == HealthDown || d.passive[i] == HealthProbation)
-	if !own && (views < e.pol.Passive.MinAttempts || worst <= e.pol.Passive.FailureRate*views) {
-		return false
-	}
-	restViews := p.Views - views
-	restFailed := p.Views*max(p.FailureRate, 0) - worst
-	return restViews >= e.pol.Passive.MinAttempts && restFailed <= e.pol.Passive.FailureRate*restViews
-}
-
 // spreadOver reports whether CDN i's recent failures in region s are
 // spread over its ASNs: at least a third of them outside the ASN with
-// the most. An outage of one ASN
-// is that ASN's to judge; its siblings keep the CDN.
+// the most. An outage of one ASN is that ASN's to judge; its siblings
+// keep the CDN. Only a region's fall calls this.
 func (e *Engine) spreadOver(st *svcState, s *scopeState, i int, gf float64) bool {
-	total, worst, _, _ := e.asnFailures(st, s, i, gf)
-	rest := total - worst
-	return total > 0 && rest >= total/3
+	cdn := st.svc.CDNs[i]
+	var total, worst float64
+	for _, d := range asnsOf(st, s.scope.Region) {
+		if w := e.windows[winKey{scope: d.scope, cdn: cdn}]; w != nil {
+			c := w.fastStats(gf)
+			failed := c.Views * max(c.FailureRate, 0)
+			total += failed
+			worst = max(worst, failed)
+		}
+	}
+	return total > 0 && total-worst >= total/3
 }
 
 // recoveryForget is what a CDN's windows keep of their past when the CDN
@@ -1187,14 +1118,10 @@ func descends(d, s *scopeState) bool {
 }
 
 // bestOther is the best slow experience score among the other CDNs
-// healthy in s whose full score in s's own windows is at least floor
-// (none: -1): what a fast or probation score is measured against.
-func (e *Engine) bestOther(s *scopeState, views []cdnView, i int, floor float64) (float64, int) {
+// healthy in s: what a fast or probation score is measured against.
+func (e *Engine) bestOther(s *scopeState, views []cdnView, i int) (float64, int) {
 	best, bestJ := -1.0, -1
 	for j := range views {
-		if floor >= 0 && views[j].own(s.scope.Level) < floor {
-			continue
-		}
 		// A damped CDN may not lead: what it measures between its
 		// flaps is no reason to move views off another.
 		if s.damped != nil && s.damped[j] {
