@@ -1008,7 +1008,10 @@ func (e *Engine) passive(st *svcState, s *scopeState, views []cdnView, now time.
 		case next == HealthDown && !s.inherited[i] && !s.broad[i]:
 			s.broad[i] = e.failingBeyond(s, i, gf)
 		}
-		if next == HealthDown && prev != HealthDown && !s.inherited[i] && s.scope.Level == LevelRegion {
+		switch {
+		case next != HealthDown || s.inherited[i]:
+			s.spread[i] = false
+		case prev != HealthDown && s.scope.Level == LevelRegion:
 			s.spread[i] = e.spreadOver(st, s, i, gf)
 		}
 		if next == HealthProbation && prev != HealthProbation {
