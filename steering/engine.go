@@ -1045,7 +1045,7 @@ func (e *Engine) failingBeyond(s *scopeState, i int, gf float64) bool {
 	}
 	o, p := own.win.fastStats(gf), par.win.fastStats(gf)
 	views := p.Views - o.Views
-	failed := p.Views*max(p.FailureRate, 0) - o.Views*max(o.FailureRate, 0)
+	failed := p.failed() - o.failed()
 	return views >= e.pol.Passive.MinAttempts && failed > e.pol.Passive.FailureRate*views
 }
 
@@ -1072,8 +1072,7 @@ func (e *Engine) spreadOver(st *svcState, s *scopeState, i int, gf float64) bool
 	var total, worst float64
 	for _, d := range asnsOf(st, s.scope.Region) {
 		if w := e.windows[winKey{scope: d.scope, cdn: cdn}]; w != nil {
-			c := w.fastStats(gf)
-			failed := c.Views * max(c.FailureRate, 0)
+			failed := w.fastStats(gf).failed()
 			total += failed
 			worst = max(worst, failed)
 		}

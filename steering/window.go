@@ -249,6 +249,10 @@ func (win *window) refresh(w Weights) {
 	win.dirty = false
 }
 
+// failed is the decayed count of failed play attempts behind the failure
+// rate (none without data).
+func (s Stats) failed() float64 { return s.Views * max(s.FailureRate, 0) }
+
 // fastStats are the passive health figures with counts decayed to gf.
 func (win *window) fastStats(gf float64) Stats {
 	s := win.fstats
