@@ -155,6 +155,11 @@ func (c *CDN) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err := c.srv.Shutdown(ctx)
+	if errors.Is(err, net.ErrClosed) {
+		// Kill closed the listener already: Shutdown closes it again
+		// when it runs before Serve has seen it fail.
+		err = nil
+	}
 	if serr := <-c.done; serr != nil && !errors.Is(serr, http.ErrServerClosed) && !errors.Is(serr, net.ErrClosed) {
 		err = errors.Join(err, serr)
 	}
