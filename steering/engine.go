@@ -124,6 +124,9 @@ type scopeState struct {
 	// still down is not handed a probation share every Retry.
 	failedTrials []uint8
 	fromDown     []bool // on probation after failing, not after bad QoE
+	// drops: failures this scope forgot this tick, to take out of its
+	// parents' windows once the tick's scopes are ranked (see dropFailures).
+	drops []dropped
 	// ranked: an ASN scope ranks only once a window of it has enough
 	// data; until then its clients use the region ranking.
 	ranked bool
@@ -496,6 +499,7 @@ func (e *Engine) Tick(now time.Time) []*Snapshot {
 			})
 			lo = hi
 		}
+		e.applyDrops(st)
 		snap.Rankings = rankings[:0]
 		for _, r := range rankings {
 			if r != nil {
@@ -607,16 +611,20 @@ type cdnView struct {
 	fig       *Figures
 	score     float64
 	xscore    float64 // experience part of the score (no failures): compared with fastScore
+	xageless  float64 // xscore as if nothing had stalled: compared with fastAgeless (see younger)
 	level     Level
 	samples   float64 // decayed beacons of the scoring window
 	views     float64 // decayed play attempts of the scoring window
 	fast      fastCounts
 	fastScore float64
-	health    Health
-	reason    string
-	override  string
-	value     float64 // score + cost bonus
-	candidate bool    // may lead
+	// fastAgeless is fastScore as if nothing had stalled: what a CDN
+	// whose recent views are younger than the others' is judged on.
+	fastAgeless float64
+	health      Health
+	reason      string
+	override    string
+	value       float64 // score + cost bonus
+	candidate   bool    // may lead
 	// byLevel is the score of the CDN's window at each level of the
 	// scope's chain, -1 where it has none: a challenger scored from a
 	// broader window than the leader is compared with the leader's score
@@ -650,6 +658,7 @@ func shrink(own, region, b, minSamples float64) float64 {
 // fastCounts is what passive health reads of the scope's own fast window.
 type fastCounts struct {
 	Views, Beacons, FailureRate float64
+	Starts                      float64 // play attempts: with Beacons, how young the views are
 }
 
 func (e *Engine) rank(wk *worker, st *svcState, s *scopeState, now time.Time, dt time.Duration, gs, gf float64, active []Override) *Ranking {
@@ -663,7 +672,7 @@ func (e *Engine) rank(wk *worker, st *svcState, s *scopeState, now time.Time, dt
 	anyData := false
 	for i := range st.svc.CDNs {
 		v := &views[i]
-		v.score, v.xscore, v.fastScore, v.level = -1, -1, -1, s.scope.Level
+		v.score, v.xscore, v.xageless, v.fastScore, v.fastAgeless, v.level = -1, -1, -1, -1, -1, s.scope.Level
 		v.byLevel = [LevelASN + 1]float64{-1, -1, -1, -1}
 		v.fast.FailureRate = -1
 		// Slow: the most specific window with enough samples decides;
@@ -693,19 +702,21 @@ func (e *Engine) rank(wk *worker, st *svcState, s *scopeState, now time.Time, dt
 			w := chain[pick]
 			v.level, v.fig, v.views = level, w.fig, w.attempts/gs
 			if b := w.beacons / gs; b > 0 {
-				v.score, v.xscore, v.samples = w.score, w.xscore, b
+				v.score, v.xscore, v.xageless, v.samples = w.score, w.xscore, w.xageless, b
 				anyData = anyData || v.score >= 0
 				if p := pick + 1; level == LevelASN && p < len(chain) && chain[p] != nil && chain[p].beacons/gs >= e.pol.MinSamples {
-					v.score, v.xscore = shrink(w.score, chain[p].score, b, e.pol.MinSamples), shrink(w.xscore, chain[p].xscore, b, e.pol.MinSamples)
+					r := chain[p]
+					v.score, v.xscore = shrink(w.score, r.score, b, e.pol.MinSamples), shrink(w.xscore, r.xscore, b, e.pol.MinSamples)
+					v.xageless = shrink(w.xageless, r.xageless, b, e.pol.MinSamples)
 				}
 			}
 		}
 		// Fast: the scope's own window only. A parent's data would
 		// hide a problem local to this scope.
 		if w := chain[0]; w != nil {
-			v.fast = fastCounts{Views: w.fastViews / gf, Beacons: w.fastBeacons / gf, FailureRate: w.fastFail}
+			v.fast = fastCounts{Views: w.fastViews / gf, Beacons: w.fastBeacons / gf, FailureRate: w.fastFail, Starts: w.fastStarts / gf}
 			if v.fast.Beacons >= e.pol.Passive.MinBeacons {
-				v.fastScore = w.fscore
+				v.fastScore, v.fastAgeless = w.fscore, w.fageless
 			}
 		}
 	}
@@ -927,13 +938,16 @@ func (e *Engine) passive(st *svcState, s *scopeState, views []cdnView, now time.
 				break
 			}
 			score, _ := Score(ps, experience(e.pol.Weights))
-			best, bestJ := e.bestOther(s, views, i)
+			c := e.bestOther(s, views, i, recent{score: score, ageless: -1})
 			switch {
-			case bestJ >= 0 && score >= 0 && own.probation.beacons >= e.pol.Passive.MinBeacons && score < best-e.pol.Passive.EvacuateMargin:
+			case c.j >= 0 && c.mine >= 0 && own.probation.beacons >= e.pol.Passive.MinBeacons && c.mine < c.theirs-e.pol.Passive.EvacuateMargin:
 				next = HealthEvacuated
-				why = fmt.Sprintf("probation: QoE %.1f is %.1f below %s's %.1f", score, best-score, st.svc.CDNs[bestJ], best)
+				why = fmt.Sprintf("probation: QoE %s", c.describe(st))
 			default:
 				next, why = HealthUp, ""
+				if s.fromDown[i] && !s.broad[i] {
+					e.dropFailures(s, i)
+				}
 				e.forget(st, s, i)
 			}
 		case prev == HealthDown && !attempts || !attempts && v.fastScore < 0:
@@ -956,12 +970,22 @@ func (e *Engine) passive(st *svcState, s *scopeState, views []cdnView, now time.
 				next, why = HealthProbation, "probation: no fresh data since "+prev.String()+" at "+s.passiveAt[i].UTC().Format(time.TimeOnly)
 			}
 		case v.fastScore >= 0:
-			best, bestJ := e.bestOther(s, views, i)
+			q := recent{score: v.fastScore, ageless: -1}
+			if now.Sub(s.clearedAt[i]) < recovering {
+				q.ageless, q.starts, q.beacons = v.fastAgeless, v.fast.Starts, v.fast.Beacons
+			}
+			c := e.bestOther(s, views, i, q)
 			// Evacuate a CDN that carries traffic, or one that just
 			// fell: a CDN steadily worse than the rest keeps its
 			// exploration share to stay measured.
 			carries := s.shares != nil && s.shares[i] > 2*e.pol.Exploration
-			sudden := v.xscore < 0 || v.fastScore < v.xscore-e.pol.Passive.EvacuateMargin/2
+			// Its own past too is compared as if nothing had stalled
+			// when its recent views are younger than those (see younger).
+			cur, past := v.fastScore, v.xscore
+			if q.ageless >= 0 && younger(v.fast.Starts, v.fast.Beacons, v.views, v.samples) && v.xageless >= 0 {
+				cur, past = v.fastAgeless, v.xageless
+			}
+			sudden := past < 0 || cur < past-e.pol.Passive.EvacuateMargin/2
 			// An evacuated CDN comes back only once it is within half the
 			// margin: at the margin itself, noise would take it in and out
 			// every tick, and each fall would count as a flap.
@@ -972,7 +996,7 @@ func (e *Engine) passive(st *svcState, s *scopeState, views []cdnView, now time.
 			margin := e.pol.Passive.EvacuateMargin
 			if prev == HealthEvacuated || parent != nil && parent.passive != nil && parent.passive[i] == HealthEvacuated {
 				margin /= 2
-			} else if v.xscore >= 0 && v.fastScore < v.xscore-margin {
+			} else if past >= 0 && cur < past-margin {
 				// A fall of a whole margin below its own recent past is
 				// evidence of its own: half the margin to the others
 				// corroborates it. The fast score trails the truth (a
@@ -981,9 +1005,9 @@ func (e *Engine) passive(st *svcState, s *scopeState, views []cdnView, now time.
 				margin /= 2
 			}
 			switch {
-			case bestJ >= 0 && (carries || sudden || prev == HealthEvacuated) && v.fastScore < best-margin:
+			case c.j >= 0 && (carries || sudden || prev == HealthEvacuated) && c.mine < c.theirs-margin:
 				next = HealthEvacuated
-				why = fmt.Sprintf("passive: recent QoE %.1f is %.1f below %s's %.1f", v.fastScore, best-v.fastScore, st.svc.CDNs[bestJ], best)
+				why = "passive: recent QoE " + c.describe(st)
 			case prev == HealthEvacuated:
 				next, why = HealthUp, ""
 				e.forget(st, s, i)
@@ -1102,6 +1126,62 @@ func (e *Engine) forget(st *svcState, s *scopeState, i int) {
 	}
 }
 
+// dropped is what a window held of a CDN's play attempts and failures.
+type dropped struct {
+	cdn                             int
+	attempts, failures, exits, ebvs float64
+}
+
+// dropFailures takes what an ASN's windows hold of a CDN's failures out of
+// its parents' windows too, when the ASN clears the CDN after an outage of
+// its own: the parents keep the outage otherwise, and the ASN, its own
+// windows forgotten, is scored from its region's, which hold it. In the
+// asn-outage scenario, cdn-a back in AS64496 scored 70 there on eu-west's
+// window, 15 below its stand-in, and took the lead back only once the
+// outage had decayed out of it, over 5 minutes after it ended. Only an
+// outage of the ASN alone (not broad): one beyond it is the parents' to
+// remember. Applied after the tick's ranking (applyDrops): scopes ranked
+// in parallel read the parents' windows.
+func (e *Engine) dropFailures(s *scopeState, i int) {
+	if s.scope.Level != LevelASN {
+		return
+	}
+	h := s.chain[i*len(s.chainScopes)]
+	if h == nil || h.win == nil {
+		return
+	}
+	w := h.win
+	s.drops = append(s.drops, dropped{cdn: i, attempts: w.attempts, failures: w.failures, exits: w.exits, ebvs: w.ebvs})
+}
+
+// applyDrops takes the failures the scopes forgot out of their parents'
+// windows (see dropFailures). Shared windows are fed by the group's
+// deltas, and are left alone.
+func (e *Engine) applyDrops(st *svcState) {
+	for _, s := range st.sorted {
+		for _, d := range s.drops {
+			for _, sc := range s.chainScopes[1:] {
+				if e.sharing && shared(sc) {
+					continue
+				}
+				w := e.windows[winKey{scope: sc, cdn: st.svc.CDNs[d.cdn]}]
+				if w == nil {
+					continue
+				}
+				w.attempts = max(0, w.attempts-d.attempts)
+				w.failures = max(0, w.failures-d.failures)
+				w.exits = max(0, w.exits-d.exits)
+				w.ebvs = max(0, w.ebvs-d.ebvs)
+				if !w.dirty {
+					e.dirty = append(e.dirty, w)
+				}
+				w.dirty = true
+			}
+		}
+		s.drops = s.drops[:0]
+	}
+}
+
 // descends reports whether scope d is s or under it.
 func descends(d, s *scopeState) bool {
 	switch {
@@ -1119,21 +1199,77 @@ func descends(d, s *scopeState) bool {
 	return false
 }
 
-// bestOther is the best slow experience score among the other CDNs
-// healthy in s: what a fast or probation score is measured against.
-func (e *Engine) bestOther(s *scopeState, views []cdnView, i int) (float64, int) {
-	best, bestJ := -1.0, -1
+// recent is a CDN's recent QoE (its fast window's, or its probation
+// views'), and, to compare it as if nothing had stalled where its views
+// are younger (see younger), that score (-1: never so) and how many play
+// attempts and beacons it is of.
+type recent struct{ score, ageless, starts, beacons float64 }
+
+// recovering is how long after a scope clears a CDN that was down (or on
+// probation) its views are taken for new ones (see younger): its share
+// grows back at max_shift_per_minute, and each minute of it brings views
+// that have just started.
+const recovering = 3 * time.Minute
+
+// youthRatio: views are younger than others when their share of play
+// attempts among beacons is this many times the others'.
+const youthRatio = 2
+
+// younger reports whether views of `starts` play attempts among `beacons`
+// beacons are younger than views of s2 among b2. Those are compared on
+// their experience as if nothing had stalled (scores' third result). A
+// view stalls most in its first seconds, playing on the one segment it
+// started with, so a CDN whose views are all new (taking its traffic back
+// after an outage) reads worse than one whose views have played for
+// minutes, on the same network and as good: asn-outage's cdn-a, back in AS64496, read 10-12 points below
+// cdn-b there (the evacuation margin) and was evacuated again and again.
+// Startup, bitrate, TTFB and throughput do not depend on a view's age.
+// Stalls count as none rather than left out: without their weight, the
+// other components' differences would count for more than the margins
+// they are measured by.
+func younger(starts, beacons, s2, b2 float64) bool {
+	return beacons > 0 && starts*b2 > youthRatio*s2*beacons
+}
+
+// comparison is a CDN's recent QoE against another CDN's slow experience
+// score: mine and theirs, as if nothing had stalled if ageless; j is -1
+// when no other CDN has a score.
+type comparison struct {
+	mine, theirs float64
+	j            int
+	ageless      bool
+}
+
+func (c comparison) describe(st *svcState) string {
+	what := ""
+	if c.ageless {
+		what = " not counting stalls (its views are newer)"
+	}
+	return fmt.Sprintf("%.1f%s is %.1f below %s's %.1f", c.mine, what, c.theirs-c.mine, st.svc.CDNs[c.j], c.theirs)
+}
+
+// bestOther compares recent QoE q of CDN i with the other CDNs healthy in
+// s, and returns the comparison it loses by most: what a fast or
+// probation score is measured against. Views younger than the other CDN's
+// are compared as if nothing had stalled (see younger).
+func (e *Engine) bestOther(s *scopeState, views []cdnView, i int, q recent) comparison {
+	best := comparison{mine: q.score, theirs: -1, j: -1}
 	for j := range views {
 		// A damped CDN may not lead: what it measures between its
 		// flaps is no reason to move views off another.
-		if s.damped != nil && s.damped[j] {
+		if j == i || s.passive[j] != HealthUp || s.damped != nil && s.damped[j] {
 			continue
 		}
-		if j != i && s.passive[j] == HealthUp && views[j].xscore > best {
-			best, bestJ = views[j].xscore, j
+		o := &views[j]
+		c := comparison{mine: q.score, theirs: o.xscore, j: j}
+		if younger(q.starts, q.beacons, o.views, o.samples) && q.ageless >= 0 && o.xageless >= 0 {
+			c.mine, c.theirs, c.ageless = q.ageless, o.xageless, true
+		}
+		if c.theirs >= 0 && (best.j < 0 || c.theirs-c.mine > best.theirs-best.mine) {
+			best = c
 		}
 	}
-	return best, bestJ
+	return best
 }
 
 // parentState is the nearest ranked ancestor's state (parents rank first).

@@ -7,42 +7,61 @@ import "math"
 // without data leave their component out, and the weights of the others
 // are renormalized. ok is false when no component has data.
 func Score(s Stats, w Weights) (score float64, ok bool) {
-	full, _ := scores(s, w)
+	full, _, _ := scores(s, w)
 	return full, full >= 0
 }
 
-// scores is Score twice over one set of curves: with the weights w, and
-// with experience(w) (failures and exits left out). Refreshing a window
-// needs both, and the curves are most of the cost.
-func scores(s Stats, w Weights) (full, exp float64) {
-	var sum, wsum, esum, ewsum float64
-	add := func(weight, figure float64, curve func(float64) float64, experience bool) {
+// scores is Score three times over one set of curves: with the weights w,
+// with experience(w) (failures and exits left out), and the experience as
+// if nothing had stalled (see younger). Refreshing a window needs all
+// three, and the curves are most of the cost.
+func scores(s Stats, w Weights) (full, exp, age float64) {
+	const (
+		inExp = 1 << iota
+		inAgeless
+	)
+	var sum, wsum, esum, ewsum, asum, awsum float64
+	add := func(weight, figure float64, curve func(float64) float64, in int) {
 		if weight > 0 && figure >= 0 {
 			v := weight * curve(figure)
 			sum += v
 			wsum += weight
-			if experience {
+			if in&inExp != 0 {
 				esum += v
 				ewsum += weight
 			}
+			switch {
+			case in&inAgeless != 0:
+				asum += v
+				awsum += weight
+			case in&inExp != 0:
+				// Stalls count as none, not as left out: with their
+				// weight gone, the other components' differences would
+				// count for more than the margins they are measured by.
+				asum += weight * curve(0)
+				awsum += weight
+			}
 		}
 	}
-	add(w.StartupP50, s.StartupP50MS, startupCurve, true)
-	add(w.StartupP90, s.StartupP90MS, startupCurve, true)
-	add(w.Rebuffer, s.RebufferRatio, rebufferCurve, true)
-	add(w.Failure, s.FailureRate, failureCurve, false)
-	add(w.EBVS, s.EBVSRate, ebvsCurve, false)
-	add(w.Bitrate, s.BitrateP50Kbps, bitrateCurve, true)
-	add(w.TTFB, s.TTFBP50MS, ttfbCurve, true)
-	add(w.Throughput, s.ThroughputP50Kbps, throughputCurve, true)
-	full, exp = -1, -1
+	add(w.StartupP50, s.StartupP50MS, startupCurve, inExp|inAgeless)
+	add(w.StartupP90, s.StartupP90MS, startupCurve, inExp|inAgeless)
+	add(w.Rebuffer, s.RebufferRatio, rebufferCurve, inExp)
+	add(w.Failure, s.FailureRate, failureCurve, 0)
+	add(w.EBVS, s.EBVSRate, ebvsCurve, 0)
+	add(w.Bitrate, s.BitrateP50Kbps, bitrateCurve, inExp|inAgeless)
+	add(w.TTFB, s.TTFBP50MS, ttfbCurve, inExp|inAgeless)
+	add(w.Throughput, s.ThroughputP50Kbps, throughputCurve, inExp|inAgeless)
+	full, exp, age = -1, -1, -1
 	if wsum > 0 {
 		full = 100 * sum / wsum
 	}
 	if ewsum > 0 {
 		exp = 100 * esum / ewsum
 	}
-	return full, exp
+	if awsum > 0 {
+		age = 100 * asum / awsum
+	}
+	return full, exp, age
 }
 
 // startupCurve is Mux's startup score: 8/(8+s) for s seconds, 1 at

@@ -24,8 +24,9 @@ import (
 //	policy key=value ...          (dwell, margin, exploration, max_shift, min_samples, cost_margin,
 //	                               freeze, static, retry, evacuate_margin, half_life, fast_half_life, suppress, client_cap)
 //	load [service=vod] [region=eu-west] [country=GB] [asn=64496] [for=60s] [client=1.2.3.0 (one for all views)]
-//	  cdn=a [region=..] [asn=..] [client=..] views=100 startup_ms=900 rebuffer=0.01 failure=0 ebvs=0 bitrate=3000 throughput=8000 ttfb=50
-//	                              (play the indented lines' views over `for`, ticking every second)
+//	  cdn=a [region=..] [asn=..] [client=..] views=100 [playing=0] startup_ms=900 rebuffer=0.01 failure=0 ebvs=0 bitrate=3000 throughput=8000 ttfb=50
+//	                              (play the indented lines' views over `for`, ticking every second: `views`
+//	                              start evenly over it, `playing` have started before and send heartbeats only)
 //	wait 30s                      (tick every second, no data)
 //	override id=o1 kind=drain [service=vod] [region=r] [asn=n] [cdn=a] [weight=0.3] [split=a:70,b:30] [expires=60s]
 //	clear-overrides
@@ -334,7 +335,7 @@ func (r *scriptRun) load(rest string, body []string) {
 		client                                           string
 		loc                                              Location
 		cdn                                              string
-		views                                            int
+		views, playing                                   int
 		startup, rebuf, fail, ebvs, br, tput, ttfb, seen float64
 	}
 	var ls []line
@@ -350,7 +351,7 @@ func (r *scriptRun) load(rest string, body []string) {
 		if v, ok := m["asn"]; ok {
 			ll.ASN = uint32(r.num(v))
 		}
-		l := line{client: or(m["client"], a["client"]), loc: ll, cdn: m["cdn"], views: int(r.num(or(m["views"], "100"))), startup: r.num(or(m["startup_ms"], "1000")),
+		l := line{client: or(m["client"], a["client"]), loc: ll, cdn: m["cdn"], views: int(r.num(or(m["views"], "100"))), playing: int(r.num(or(m["playing"], "0"))), startup: r.num(or(m["startup_ms"], "1000")),
 			rebuf: r.num(or(m["rebuffer"], "0")), fail: r.num(or(m["failure"], "0")), ebvs: r.num(or(m["ebvs"], "0")),
 			br: r.num(or(m["bitrate"], "3000")), tput: r.num(or(m["throughput"], "8000")), ttfb: r.num(or(m["ttfb"], "50"))}
 		ls = append(ls, l)
@@ -385,7 +386,7 @@ func (r *scriptRun) load(rest string, body []string) {
 			}
 			l.seen = float64(started)
 			// one heartbeat per started, playing view
-			playing := int(float64(started) * (1 - l.fail - l.ebvs))
+			playing := int(float64(started)*(1-l.fail-l.ebvs)) + l.playing
 			for v := range playing {
 				o := Observation{At: now, Service: svc, CDN: l.cdn, Location: l.loc, Client: client(li, v), Kind: KindHeartbeat,
 					PlayedMS: uint32(1000 * (1 - l.rebuf)), RebufferMS: uint32(1000 * l.rebuf), BitrateKbps: uint32(l.br), ThroughputKbps: uint32(l.tput), TTFBMS: uint32(l.ttfb)}
