@@ -32,15 +32,7 @@ func (c *ClickHouse) AppendAudit(ctx context.Context, r AuditRecord) error {
 	// INSERT over the native protocol. No async_insert: Send returns once
 	// the server has written the part.
 	q := "INSERT INTO " + c.db + ".audit_log (at, " + auditColumns + ")"
-	batch, err := c.conn.PrepareBatch(ctx, q)
-	if err != nil && ctx.Err() == nil {
-		// A pooled connection can be dead (closed by the server, or by
-		// the driver when an earlier call's context ended as the
-		// connection went back to the pool; seen under concurrent
-		// appends as "use of closed network connection"). No row was
-		// sent, so one more try on another connection is safe.
-		batch, err = c.conn.PrepareBatch(ctx, q)
-	}
+	batch, err := c.prepareBatch(ctx, q)
 	if err != nil {
 		return fmt.Errorf("append audit: prepare: %w", err)
 	}
@@ -109,7 +101,7 @@ func (c *ClickHouse) Audit(ctx context.Context, q AuditQuery) (AuditPage, error)
 		" ORDER BY at_ms DESC, id DESC LIMIT " + strconv.Itoa(s.limit+1)
 	ctx, cancel := context.WithTimeout(ctx, c.opts.QueryTimeout)
 	defer cancel()
-	rows, err := c.conn.Query(ctx, query, args...)
+	rows, err := c.query(ctx, query, args...)
 	if err != nil {
 		return AuditPage{}, fmt.Errorf("audit: %w", err)
 	}

@@ -5,10 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -100,6 +103,35 @@ func (c *ClickHouse) init(ctx context.Context) error {
 	return c.Migrate(ctx)
 }
 
+// deadConn reports whether err is a pooled connection found dead: closed
+// by the server, or by the driver when an earlier call's context ended as
+// the connection went back to the pool (seen under concurrent calls as
+// "use of closed network connection" on the next query of that
+// connection).
+func deadConn(err error) bool {
+	return errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// query runs a read, once more on another connection if the pooled one
+// was dead: a read has no effect to repeat.
+func (c *ClickHouse) query(ctx context.Context, q string, args ...any) (driver.Rows, error) {
+	rows, err := c.conn.Query(ctx, q, args...)
+	if err != nil && ctx.Err() == nil && deadConn(err) {
+		rows, err = c.conn.Query(ctx, q, args...)
+	}
+	return rows, err
+}
+
+// prepareBatch starts an insert, once more on another connection if the
+// pooled one was dead: no row has been sent yet.
+func (c *ClickHouse) prepareBatch(ctx context.Context, q string) (driver.Batch, error) {
+	b, err := c.conn.PrepareBatch(ctx, q)
+	if err != nil && ctx.Err() == nil && deadConn(err) {
+		b, err = c.conn.PrepareBatch(ctx, q)
+	}
+	return b, err
+}
+
 // Modern reports whether the server got the LowCardinality/TTL schema.
 func (c *ClickHouse) Modern() bool { return c.modern }
 
@@ -167,7 +199,7 @@ func (c *ClickHouse) Insert(ctx context.Context, rows []record.Beacon) error {
 
 	ctx, cancel := context.WithTimeout(ctx, c.opts.QueryTimeout)
 	defer cancel()
-	batch, err := c.conn.PrepareBatch(ctx, "INSERT INTO "+c.db+".beacons ("+insertColumns+")")
+	batch, err := c.prepareBatch(ctx, "INSERT INTO "+c.db+".beacons ("+insertColumns+")")
 	if err != nil {
 		return fmt.Errorf("insert beacons: prepare: %w", err)
 	}
@@ -344,7 +376,7 @@ func (c *ClickHouse) grouped(ctx context.Context, f Filter, from, to time.Time, 
 	query, args := c.buildQuery(f, from, to, step, dims)
 	ctx, cancel := context.WithTimeout(ctx, c.opts.QueryTimeout)
 	defer cancel()
-	rows, err := c.conn.Query(ctx, query, args...)
+	rows, err := c.query(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -52,7 +52,7 @@ func (c *ClickHouse) InsertDecisions(ctx context.Context, rows []steering.Decisi
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.opts.QueryTimeout)
 	defer cancel()
-	batch, err := c.conn.PrepareBatch(ctx, "INSERT INTO "+c.db+".decisions ("+decisionColumns+")")
+	batch, err := c.prepareBatch(ctx, "INSERT INTO "+c.db+".decisions ("+decisionColumns+")")
 	if err != nil {
 		return fmt.Errorf("insert decisions: prepare: %w", err)
 	}
@@ -114,7 +114,7 @@ func (c *ClickHouse) Decisions(ctx context.Context, q DecisionQuery) ([]steering
 		where + " ORDER BY at_us DESC LIMIT " + strconv.Itoa(limit)
 	ctx, cancel := context.WithTimeout(ctx, c.opts.QueryTimeout)
 	defer cancel()
-	rows, err := c.conn.Query(ctx, query, args...)
+	rows, err := c.query(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("decisions: %w", err)
 	}
@@ -163,7 +163,7 @@ func (c *ClickHouse) DecisionCounts(ctx context.Context, f DecisionFilter) ([]De
 		where + " GROUP BY minute, cdn, result"
 	ctx, cancel := context.WithTimeout(ctx, c.opts.QueryTimeout)
 	defer cancel()
-	rows, err := c.conn.Query(ctx, query, args...)
+	rows, err := c.query(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("decision counts: %w", err)
 	}
