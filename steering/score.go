@@ -15,7 +15,7 @@ func Score(s Stats, w Weights) (score float64, ok bool) {
 // with experience(w) (failures and exits left out), and the experience as
 // if nothing had stalled (see younger). Refreshing a window needs all
 // three, and the curves are most of the cost.
-func scores(s Stats, w Weights) (full, exp, age float64) {
+func scores(s Stats, w Weights) (full, exp, ageless float64) {
 	const (
 		inExp = 1 << iota
 		inAgeless
@@ -51,7 +51,7 @@ func scores(s Stats, w Weights) (full, exp, age float64) {
 	add(w.Bitrate, s.BitrateP50Kbps, bitrateCurve, inExp|inAgeless)
 	add(w.TTFB, s.TTFBP50MS, ttfbCurve, inExp|inAgeless)
 	add(w.Throughput, s.ThroughputP50Kbps, throughputCurve, inExp|inAgeless)
-	full, exp, age = -1, -1, -1
+	full, exp, ageless = -1, -1, -1
 	if wsum > 0 {
 		full = 100 * sum / wsum
 	}
@@ -59,9 +59,9 @@ func scores(s Stats, w Weights) (full, exp, age float64) {
 		exp = 100 * esum / ewsum
 	}
 	if awsum > 0 {
-		age = 100 * asum / awsum
+		ageless = 100 * asum / awsum
 	}
-	return full, exp, age
+	return full, exp, ageless
 }
 
 // startupCurve is Mux's startup score: 8/(8+s) for s seconds, 1 at
