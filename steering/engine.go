@@ -97,6 +97,7 @@ type scopeState struct {
 	challenger  int
 	since       time.Time
 	leaderAt    time.Time
+	measuredAt  time.Time // first ranked on measurements: the warm-up runs from here
 	health      []Health
 	penalty     []float64 // flap damping, decayed from penaltyAt
 	penaltyAt   []time.Time
@@ -1623,6 +1624,9 @@ func (e *Engine) measuredShares(wk *worker, st *svcState, s *scopeState, views [
 			}
 		}
 	}
+	if s.measuredAt.IsZero() {
+		s.measuredAt = now
+	}
 	switch {
 	case best < 0:
 		// Nothing measured can lead: keep the incumbent if it is still
@@ -1654,7 +1658,7 @@ func (e *Engine) measuredShares(wk *worker, st *svcState, s *scopeState, views [
 		// measured since is little. (Shift capped, as any change.)
 		s.leader, s.leaderAt, s.challenger, s.displaced = s.displaced, now, -1, -1
 		fired |= FiredRestore
-	case best != s.leader && e.outscores(&views[best], &views[s.leader]):
+	case best != s.leader && e.outscores(&views[best], &views[s.leader], e.margin(s, now)):
 		if s.challenger != best {
 			s.challenger, s.since = best, now
 		}
@@ -1695,14 +1699,34 @@ func (e *Engine) measuredShares(wk *worker, st *svcState, s *scopeState, views [
 // window: in a region, a CDN that is great elsewhere has a global score
 // the region's own numbers never see, and took regions from a leader
 // better there (hard-outage's eu-west went to cdn-c on ap-south's cdn-c).
-func (e *Engine) outscores(c, l *cdnView) bool {
+func (e *Engine) outscores(c, l *cdnView, margin float64) bool {
 	lv := l.value
 	if c.level < l.level && c.score >= 0 {
 		if at := l.byLevel[c.level]; at >= 0 {
 			lv = at + (l.value - l.score) // the cost bonus stays
 		}
 	}
-	return c.value > lv+e.pol.Hysteresis.Margin
+	return c.value > lv+margin
+}
+
+// margin is what a challenger must beat scope s's leader by: during the
+// warm-up after the scope was first ranked on measurements,
+// hysteresis.warmup_margin if that is more. Scores are unsteady then. Every view is
+// young, and young views stall most (see younger), so the CDN that took
+// a scope's views first reads worst while every other one is scored on a
+// few exploration views or from a broader window. In within-noise, every
+// cell of eu-west went to cdn-b 40 s into the run on a 3-to-5-point lead
+// from its global window, and went back to cdn-a a minute later once
+// cdn-b's own new views there had taken that lead away: two flips in
+// every cell for nothing. A clear lead still switches (capacity's eu-west
+// leaves an overloaded cdn-a 20 s in, 13 points behind), and a leader
+// that fails is left by passive health, whatever the margin.
+func (e *Engine) margin(s *scopeState, now time.Time) float64 {
+	m := e.pol.Hysteresis.Margin
+	if now.Sub(s.measuredAt) < e.pol.Hysteresis.Warmup {
+		m = max(m, e.pol.Hysteresis.WarmupMargin)
+	}
+	return m
 }
 
 // retryBackoff caps the doubling of passive.retry after failed

@@ -54,10 +54,15 @@ type Weights struct {
 }
 
 // Hysteresis keeps the incumbent leader of a scope until a challenger has
-// beaten it by Margin score points for Dwell without interruption.
+// beaten it by Margin score points for Dwell without interruption; by
+// WarmupMargin (if larger) during the Warmup after the scope was first
+// ranked on measurements, while its windows fill with views that have
+// only just started.
 type Hysteresis struct {
-	Margin float64
-	Dwell  time.Duration
+	Margin       float64
+	Dwell        time.Duration
+	Warmup       time.Duration
+	WarmupMargin float64
 }
 
 // Cost tilts the choice to the cheaper CDN when QoE scores are within
@@ -142,7 +147,7 @@ func DefaultPolicy() Policy {
 		HalfLife:          60 * time.Second,
 		FastHalfLife:      4 * time.Second,
 		MinSamples:        50,
-		Hysteresis:        Hysteresis{Margin: 3, Dwell: 20 * time.Second},
+		Hysteresis:        Hysteresis{Margin: 3, Dwell: 20 * time.Second, Warmup: 2 * time.Minute, WarmupMargin: 10},
 		MaxShiftPerMinute: 50,
 		Exploration:       0.02,
 		Cost:              Cost{Margin: 4},
@@ -192,6 +197,10 @@ func (p Policy) Validate() error {
 		return fmt.Errorf("hysteresis.margin: %v is outside 0..100", p.Hysteresis.Margin)
 	case p.Hysteresis.Dwell < 0:
 		return fmt.Errorf("hysteresis.dwell: %v is negative", p.Hysteresis.Dwell)
+	case p.Hysteresis.Warmup < 0:
+		return fmt.Errorf("hysteresis.warmup: %v is negative", p.Hysteresis.Warmup)
+	case p.Hysteresis.WarmupMargin < 0 || p.Hysteresis.WarmupMargin > 100:
+		return fmt.Errorf("hysteresis.warmup_margin: %v is outside 0..100", p.Hysteresis.WarmupMargin)
 	case p.MaxShiftPerMinute <= 0 || p.MaxShiftPerMinute > 100:
 		return fmt.Errorf("max_shift_per_minute: %v is outside (0, 100]", p.MaxShiftPerMinute)
 	case p.Exploration < 0 || p.Exploration > 0.2:

@@ -286,6 +286,10 @@ func (r *scriptRun) policy(a map[string]string) {
 			p.Hysteresis.Dwell = r.dur(v)
 		case "margin":
 			p.Hysteresis.Margin = r.num(v)
+		case "warmup":
+			p.Hysteresis.Warmup = r.dur(v)
+		case "warmup_margin":
+			p.Hysteresis.WarmupMargin = r.num(v)
 		case "exploration":
 			p.Exploration = r.num(v)
 		case "max_shift":

@@ -355,8 +355,10 @@ type Weights struct {
 
 // Hysteresis is steering.Hysteresis.
 type Hysteresis struct {
-	Margin float64  `yaml:"margin"`
-	Dwell  Duration `yaml:"dwell"`
+	Margin       float64  `yaml:"margin"`
+	Dwell        Duration `yaml:"dwell"`
+	Warmup       Duration `yaml:"warmup"`
+	WarmupMargin float64  `yaml:"warmup_margin"`
 }
 
 // Cost is steering.Cost.
@@ -413,7 +415,7 @@ func steeringOf(p steering.Policy) Steering {
 		HalfLife:          Duration(p.HalfLife),
 		FastHalfLife:      Duration(p.FastHalfLife),
 		MinSamples:        p.MinSamples,
-		Hysteresis:        Hysteresis{Margin: p.Hysteresis.Margin, Dwell: Duration(p.Hysteresis.Dwell)},
+		Hysteresis:        Hysteresis{Margin: p.Hysteresis.Margin, Dwell: Duration(p.Hysteresis.Dwell), Warmup: Duration(p.Hysteresis.Warmup), WarmupMargin: p.Hysteresis.WarmupMargin},
 		MaxShiftPerMinute: p.MaxShiftPerMinute,
 		Exploration:       p.Exploration,
 		Cost:              Cost{Margin: p.Cost.Margin},
@@ -483,7 +485,7 @@ func (c Config) Policy() steering.Policy {
 		HalfLife:          s.HalfLife.D(),
 		FastHalfLife:      s.FastHalfLife.D(),
 		MinSamples:        s.MinSamples,
-		Hysteresis:        steering.Hysteresis{Margin: s.Hysteresis.Margin, Dwell: s.Hysteresis.Dwell.D()},
+		Hysteresis:        steering.Hysteresis{Margin: s.Hysteresis.Margin, Dwell: s.Hysteresis.Dwell.D(), Warmup: s.Hysteresis.Warmup.D(), WarmupMargin: s.Hysteresis.WarmupMargin},
 		MaxShiftPerMinute: s.MaxShiftPerMinute,
 		Exploration:       s.Exploration,
 		Cost:              steering.Cost{Margin: s.Cost.Margin},
