@@ -389,3 +389,66 @@ func TestDNSSection(t *testing.T) {
 		t.Errorf("a DNS server without zones: %v", err)
 	}
 }
+
+// TestReadmeDefaults: the README's table of keys gives each default the
+// example file (the defaults) holds. A default changed in one and not the
+// other had drifted three times (evacuate_margin, attempt_cap,
+// max_shift_per_minute).
+func TestReadmeDefaults(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(Example), &doc); err != nil {
+		t.Fatal(err)
+	}
+	lookup := func(path string) (string, bool) {
+		n := doc.Content[0]
+		for _, k := range strings.Split(path, ".") {
+			if n.Kind != yaml.MappingNode {
+				return "", false
+			}
+			var next *yaml.Node
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if n.Content[i].Value == k {
+					next = n.Content[i+1]
+				}
+			}
+			if next == nil {
+				return "", false
+			}
+			n = next
+		}
+		return n.Value, n.Kind == yaml.ScalarNode
+	}
+	checked := 0
+	for _, line := range strings.Split(string(readme), "\n") {
+		cells := strings.Split(line, "|")
+		if len(cells) < 4 || !strings.HasPrefix(strings.TrimSpace(cells[1]), "`") {
+			continue
+		}
+		key := strings.Trim(strings.TrimSpace(cells[1]), "`")
+		def := strings.Trim(strings.TrimSpace(cells[2]), "`")
+		if def == `""` {
+			def = "<empty>"
+		}
+		if strings.ContainsAny(key, "*[ ") || strings.ContainsAny(def, " ,(") || def == "" || def == "—" {
+			continue // a pattern, or a default that is not one plain value
+		}
+		got, ok := lookup(key)
+		if !ok {
+			continue // not in the example file (set by a flag or left empty)
+		}
+		if got == "" {
+			got = "<empty>"
+		}
+		checked++
+		if got != def {
+			t.Errorf("README.md: %s defaults to %q; cdnpilot.example.yaml has %q", key, def, got)
+		}
+	}
+	if checked < 40 {
+		t.Errorf("checked only %d README rows against the example", checked)
+	}
+}
