@@ -1630,13 +1630,19 @@ func (e *Engine) measuredShares(wk *worker, st *svcState, s *scopeState, views [
 	switch {
 	case best < 0:
 		// Nothing measured can lead: keep the incumbent if it is still
-		// eligible, else the static order.
+		// eligible, else the eligible CDN (damped or on probation) that
+		// scores best, else the static order. In the flapping
+		// scenario's thin ASNs every CDN was damped or evacuated at
+		// times, and the static order gave the views to cdn-a, the one
+		// flapping, at 61 points against the others' 80.
 		if s.leader < 0 || !views[s.leader].health.eligible() {
 			s.leader = -1
 			for i := range views {
-				if views[i].health.eligible() {
+				if !views[i].health.eligible() {
+					continue
+				}
+				if s.leader < 0 || views[i].score >= 0 && (views[s.leader].score < 0 || views[i].value > views[s.leader].value) {
 					s.leader = i
-					break
 				}
 			}
 			s.leaderAt = now
