@@ -1717,16 +1717,17 @@ func (e *Engine) outscores(c, l *cdnView, margin float64) bool {
 
 // margin is what a challenger must beat scope s's leader by: during the
 // warm-up after the scope was first ranked on measurements,
-// hysteresis.warmup_margin if that is more. Scores are unsteady then. Every view is
-// young, and young views stall most (see younger), so the CDN that took
-// a scope's views first reads worst while every other one is scored on a
-// few exploration views or from a broader window. In within-noise, every
-// cell of eu-west went to cdn-b 40 s into the run on a 3-to-5-point lead
-// from its global window, and went back to cdn-a a minute later once
-// cdn-b's own new views there had taken that lead away: two flips in
-// every cell for nothing. A clear lead still switches (capacity's eu-west
-// leaves an overloaded cdn-a 20 s in, 13 points behind), and a leader
-// that fails is left by passive health, whatever the margin.
+// hysteresis.warmup_margin if that is more. Scores are unsteady then.
+// Every view is young, and young views stall most (see younger), so the
+// CDN that took a scope's views first reads worst while every other one
+// is scored on a few exploration views or from a broader window. In
+// within-noise, every cell of eu-west went to cdn-b 40 s into the run on
+// a 3-to-5-point lead from its global window, and went back to cdn-a a
+// minute later once cdn-b's own new views there had taken that lead
+// away: two flips in every cell for nothing. A clear lead still switches
+// (capacity's eu-west leaves an overloaded cdn-a 20 s in, 13 points
+// behind), and a leader that fails is left by passive health, whatever
+// the margin.
 func (e *Engine) margin(s *scopeState, now time.Time) float64 {
 	m := e.pol.Hysteresis.Margin
 	if now.Sub(s.measuredAt) < e.pol.Hysteresis.Warmup {

@@ -96,7 +96,7 @@ var assumptions = []string{
 	"bitrate is the store's mean bitrate where the engine scores the median",
 	"the candidate's leader gets 1 - exploration; the exploration share is split evenly among the other CDNs with data in the bucket (all of it stays with a leader that is alone)",
 	"min_samples counts views per CDN, scope and bucket (the engine's counts decayed beacons)",
-	"hysteresis is a margin between consecutive buckets; no dwell, shift cap, passive health, probation, flap damping or overrides are modelled",
+	"hysteresis is a margin between consecutive buckets; no dwell, warm-up, shift cap, passive health, probation, flap damping or overrides are modelled",
 	"no capacity, commit or cost effects",
 	"both allocations are judged by the current weights (the yardstick)",
 }
