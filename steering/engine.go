@@ -259,7 +259,9 @@ func (st *svcState) seed(s *scopeState, r *Ranking) {
 	normalize(shares)
 	s.shares = shares
 	if leader >= 0 {
-		s.leader, s.leaderAt = leader, since
+		// Measured before this engine was: its windows are rebuilt
+		// from history, not young, so no warm-up (see margin).
+		s.leader, s.leaderAt, s.measuredAt = leader, since, time.Unix(0, 0)
 	}
 }
 

@@ -313,6 +313,30 @@ func TestSeedCarriesOn(t *testing.T) {
 	if d := math.Abs(choiceOf(fresh, "cdn-b").Weight - choiceOf(was, "cdn-b").Weight); d <= limit {
 		t.Errorf("unseeded: cdn-b moved only %.3f; the test shows nothing", d)
 	}
+	// A seeded scope does not warm up again: its windows are rebuilt
+	// from history. cdn-a comes back better than cdn-b by more than
+	// hysteresis.margin and less than warmup_margin, and takes the lead a
+	// dwell later.
+	e, err := NewEngine(demoCatalog(), pol, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Seed(last); err != nil {
+		t.Fatal(err)
+	}
+	aBetter := func(cdn, region string) (float64, bool) {
+		if cdn == "cdn-a" {
+			return 0, false
+		}
+		return 0.04, false
+	}
+	at := feed(t, e, now.Add(-10*time.Second), 10*time.Second, regions, bBest)
+	for range 60 {
+		at = feed(t, e, at.Add(time.Second), time.Second, regions, aBetter)
+	}
+	if r := e.svcs["vod"].last.Ranking(sc); !choiceOf(r, "cdn-a").Leader {
+		t.Errorf("seeded, a minute after cdn-a became better by a few points: %+v", r)
+	}
 	if e, _ := NewEngine(demoCatalog(), DefaultPolicy(), now); e.Seed(&Snapshot{Service: "radio"}) == nil {
 		t.Error("a snapshot of an unknown service was taken")
 	}
