@@ -391,9 +391,9 @@ func TestDNSSection(t *testing.T) {
 }
 
 // TestReadmeDefaults: the README's table of keys gives each default the
-// example file (the defaults) holds. A default changed in one and not the
-// other had drifted three times (evacuate_margin, attempt_cap,
-// max_shift_per_minute).
+// example file (the defaults) holds. Three had drifted when it was written
+// (evacuate_margin, attempt_cap, max_shift_per_minute; a fourth, the
+// retry backoff's cap, is prose this test does not read).
 func TestReadmeDefaults(t *testing.T) {
 	readme, err := os.ReadFile("README.md")
 	if err != nil {
