@@ -101,11 +101,12 @@ type scopeState struct {
 	health      []Health
 	penalty     []float64 // flap damping, decayed from penaltyAt
 	penaltyAt   []time.Time
-	suppressed  []bool    // by its own flap penalty
-	damped      []bool    // suppressed here or in a parent scope
-	chainScopes []Scope   // the scope and its parents, most specific first
-	hot         []winHot  // per CDN: what rank reads of this scope's windows
-	chain       []*winHot // [cdn*len(chainScopes)+level]; nil until the window exists
+	suppressed  []bool      // by its own flap penalty
+	unsteadyAt  []time.Time // when a CDN on flap damping last dipped (see dips)
+	damped      []bool      // suppressed here or in a parent scope
+	chainScopes []Scope     // the scope and its parents, most specific first
+	hot         []winHot    // per CDN: what rank reads of this scope's windows
+	chain       []*winHot   // [cdn*len(chainScopes)+level]; nil until the window exists
 	chainGen    uint64
 	parent      *scopeState
 	passive     []Health // passive health, sticky between ticks
@@ -194,7 +195,7 @@ func (st *svcState) scope(sc Scope, loc Location) *scopeState {
 	n := len(st.svc.CDNs)
 	s := &scopeState{scope: sc, loc: loc, leader: -1, challenger: -1, displaced: -1, hot: make([]winHot, n),
 		health: make([]Health, n), penalty: make([]float64, n), penaltyAt: make([]time.Time, n), suppressed: make([]bool, n), damped: make([]bool, n),
-		ranked: sc.Level != LevelASN}
+		unsteadyAt: make([]time.Time, n), ranked: sc.Level != LevelASN}
 	for i := range s.health {
 		s.health[i] = HealthUnknown
 	}
@@ -1353,10 +1354,17 @@ func (e *Engine) damp(st *svcState, s *scopeState, views []cdnView, now time.Tim
 			p = min(p+1, ceiling)
 		}
 		s.penalty[i], s.penaltyAt[i] = p, now
+		measured := e.dips(s, views, i, fell, now)
+		calm := now.Sub(s.unsteadyAt[i]) >= e.pol.Flap.Steady
 		switch {
 		case p >= e.pol.Flap.Suppress:
 			s.suppressed[i] = true
-		case p < e.pol.Flap.Suppress/2 && s.suppressed[i]:
+		case s.suppressed[i] && calm && measured:
+			// Released on evidence: it has stopped flapping, and what its
+			// slow windows hold of the flapping no longer holds.
+			s.suppressed[i], s.penalty[i] = false, 0
+			e.forget(st, s, i)
+		case s.suppressed[i] && (p < e.pol.Flap.Suppress/2 && calm || p < e.pol.Flap.Suppress/4):
 			// Reuse comes with time, not with evidence: the windows keep
 			// what the CDN did while it flapped, and it leads again only
 			// once its scores have earned it. (Forgetting here let a CDN
@@ -1379,6 +1387,36 @@ func (e *Engine) damp(st *svcState, s *scopeState, views []cdnView, now time.Tim
 		}
 		s.health[i] = v.health
 	}
+}
+
+// dips records when CDN i, on flap damping in s, last dipped: fell, or
+// its recent (fast) QoE went under the best other CDN's. It reports
+// whether that was measured at all this tick. A flapping CDN dips in every
+// bad phase, however short; one that has stopped flapping plays as well
+// as before. So a suppressed CDN measured without a dip for Flap.Steady
+// is released on that evidence, with its slow windows forgetting the
+// flapping, rather than waiting out its penalty (flapping's cdn-a led
+// eu-west again 3 minutes after its last flap, every view meanwhile on a
+// CDN 8 points worse). And a dip holds back the release by time, by one
+// flap.half_life at most: falls go unseen on a suppressed CDN's few
+// exploration views, and its penalty decayed in the middle of its
+// flapping. (One that is just worse than the others dips all the time;
+// it would not lead anyway, and is released at the end of that.)
+func (e *Engine) dips(s *scopeState, views []cdnView, i int, fell bool, now time.Time) bool {
+	if s.penalty[i] <= 0 && !s.suppressed[i] {
+		return false
+	}
+	own, ref := views[i].fastScore, -1.0
+	for j := range views {
+		if j != i && views[j].health == HealthUp && views[j].fastScore > ref {
+			ref = views[j].fastScore
+		}
+	}
+	measured := own >= 0 && ref >= 0
+	if fell || measured && own < ref {
+		s.unsteadyAt[i] = now
+	}
+	return measured
 }
 
 // operatorShares applies a pin or a split: the operator's shares, now,
@@ -1659,11 +1697,15 @@ func (e *Engine) measuredShares(wk *worker, st *svcState, s *scopeState, views [
 		}
 		s.leader, s.leaderAt, s.challenger = best, now, -1
 	case s.displaced >= 0 && s.displaced != s.leader && views[s.displaced].candidate &&
-		views[s.displaced].value >= views[s.leader].value-e.pol.Hysteresis.Margin:
+		views[s.displaced].value >= views[s.leader].value-e.pol.Hysteresis.Margin &&
+		now.Sub(s.displacedAt) >= e.pol.Hysteresis.Dwell:
 		// The leader that failed is back and no worse than its stand-in
 		// by the margin: it takes the lead back without a dwell, for
 		// what it had before the incident is known, and what it has
-		// measured since is little. (Shift capped, as any change.)
+		// measured since is little. (Shift capped, as any change.) Not
+		// within a dwell of its fall: a CDN that starts flapping is up
+		// again seconds after its first fall, and flapping's cdn-a took
+		// every cell back for 10 s before its second.
 		s.leader, s.leaderAt, s.challenger, s.displaced = s.displaced, now, -1, -1
 		fired |= FiredRestore
 	case best != s.leader && e.outscores(&views[best], &views[s.leader], e.margin(s, now)):

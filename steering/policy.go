@@ -120,6 +120,11 @@ type Flap struct {
 	HalfLife    time.Duration
 	Suppress    float64
 	MaxSuppress time.Duration
+	// Steady is how long a suppressed CDN's recent QoE must go without a
+	// dip under the best other CDN's before its penalty may release it.
+	// Measured steady for Steady, it is released from under Suppress
+	// (RFC 2439 reuses on time alone; a scorer sees the CDN play).
+	Steady time.Duration
 }
 
 // ceiling is the most penalty a CDN can hold: the value that decays to
@@ -154,7 +159,7 @@ func DefaultPolicy() Policy {
 		Stale:             Stale{Freeze: 30 * time.Second, Static: 5 * time.Minute},
 		Passive:           Passive{FailureRate: 0.25, MinAttempts: 5, MinBeacons: 20, EvacuateMargin: 10, Retry: 15 * time.Second, ProbationShare: 0.05},
 		Probe:             Probe{Interval: 5 * time.Second, Timeout: 2 * time.Second, Fall: 3, Rise: 2},
-		Flap:              Flap{HalfLife: 2 * time.Minute, Suppress: 1.5, MaxSuppress: 3 * time.Minute},
+		Flap:              Flap{HalfLife: 2 * time.Minute, Suppress: 1.5, MaxSuppress: 3 * time.Minute, Steady: 45 * time.Second},
 		Poison:            Poison{ClientCap: 30, AttemptCap: 1},
 	}
 }
@@ -233,6 +238,8 @@ func (p Policy) Validate() error {
 		return fmt.Errorf("probe.rise: %d is below 1", p.Probe.Rise)
 	case p.Flap.HalfLife <= 0:
 		return fmt.Errorf("flap.half_life: %v is not positive", p.Flap.HalfLife)
+	case p.Flap.Steady <= 0:
+		return fmt.Errorf("flap.steady: %v is not positive", p.Flap.Steady)
 	case p.Flap.Suppress < 1:
 		return fmt.Errorf("flap.suppress: %v is below 1", p.Flap.Suppress)
 	case p.Flap.ceiling() < p.Flap.Suppress:

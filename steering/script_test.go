@@ -22,7 +22,7 @@ import (
 //
 //	catalog service=vod cdns=a,b,c [prices=a:0.01,b:0.02] [commits=a:100] [max_share=a:0.5]
 //	policy key=value ...          (dwell, margin, exploration, max_shift, min_samples, cost_margin,
-//	                               freeze, static, retry, evacuate_margin, half_life, fast_half_life, suppress, client_cap)
+//	                               freeze, static, retry, evacuate_margin, half_life, fast_half_life, suppress, steady, client_cap)
 //	load [service=vod] [region=eu-west] [country=GB] [asn=64496] [for=60s] [client=1.2.3.0 (one for all views)]
 //	  cdn=a [region=..] [asn=..] [client=..] views=100 [playing=0] startup_ms=900 rebuffer=0.01 failure=0 ebvs=0 bitrate=3000 throughput=8000 ttfb=50
 //	                              (play the indented lines' views over `for`, ticking every second: `views`
@@ -312,6 +312,8 @@ func (r *scriptRun) policy(a map[string]string) {
 			p.FastHalfLife = r.dur(v)
 		case "suppress":
 			p.Flap.Suppress = r.num(v)
+		case "steady":
+			p.Flap.Steady = r.dur(v)
 		case "client_cap":
 			p.Poison.ClientCap = r.num(v)
 		default:

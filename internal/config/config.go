@@ -396,6 +396,7 @@ type Flap struct {
 	HalfLife    Duration `yaml:"half_life"`
 	Suppress    float64  `yaml:"suppress"`
 	MaxSuppress Duration `yaml:"max_suppress"`
+	Steady      Duration `yaml:"steady"`
 }
 
 // Poison is steering.Poison.
@@ -427,7 +428,7 @@ func steeringOf(p steering.Policy) Steering {
 		Probe: Probe{
 			Interval: Duration(p.Probe.Interval), Timeout: Duration(p.Probe.Timeout), Fall: p.Probe.Fall, Rise: p.Probe.Rise,
 		},
-		Flap:   Flap{HalfLife: Duration(p.Flap.HalfLife), Suppress: p.Flap.Suppress, MaxSuppress: Duration(p.Flap.MaxSuppress)},
+		Flap:   Flap{HalfLife: Duration(p.Flap.HalfLife), Suppress: p.Flap.Suppress, MaxSuppress: Duration(p.Flap.MaxSuppress), Steady: Duration(p.Flap.Steady)},
 		Poison: Poison{ClientCap: p.Poison.ClientCap, AttemptCap: p.Poison.AttemptCap},
 	}
 }
@@ -497,7 +498,7 @@ func (c Config) Policy() steering.Policy {
 		Probe: steering.Probe{
 			Interval: s.Probe.Interval.D(), Timeout: s.Probe.Timeout.D(), Fall: s.Probe.Fall, Rise: s.Probe.Rise,
 		},
-		Flap:   steering.Flap{HalfLife: s.Flap.HalfLife.D(), Suppress: s.Flap.Suppress, MaxSuppress: s.Flap.MaxSuppress.D()},
+		Flap:   steering.Flap{HalfLife: s.Flap.HalfLife.D(), Suppress: s.Flap.Suppress, MaxSuppress: s.Flap.MaxSuppress.D(), Steady: s.Flap.Steady.D()},
 		Poison: steering.Poison{ClientCap: s.Poison.ClientCap, AttemptCap: s.Poison.AttemptCap},
 	}
 }

@@ -101,7 +101,7 @@ func TestPolicyMapsEveryField(t *testing.T) {
 		Stale:             Stale{Freeze: 9, Static: 10},
 		Passive:           Passive{FailureRate: 11, MinAttempts: 12, MinBeacons: 13, EvacuateMargin: 14, Retry: 15, ProbationShare: 15.5},
 		Probe:             Probe{Interval: 16, Timeout: 17, Fall: 18, Rise: 19},
-		Flap:              Flap{HalfLife: 20, Suppress: 21, MaxSuppress: 31},
+		Flap:              Flap{HalfLife: 20, Suppress: 21, MaxSuppress: 31, Steady: 32},
 		Poison:            Poison{ClientCap: 22, AttemptCap: 23},
 	}
 	assertNoZero(t, "Steering", reflect.ValueOf(s)) // the test itself is complete
@@ -163,6 +163,7 @@ func TestBadFixtures(t *testing.T) {
 		"duplicate_cdn.yaml":        `cdns[1].name: "akamai" is repeated`,
 		"stale_static.yaml":         "steering.stale.static: 30s must be longer than stale.freeze",
 		"flap_max_suppress.yaml":    "steering.flap.max_suppress: 5m0s is shorter than flap.half_life (10m0s)",
+		"flap_steady.yaml":          "steering.flap.steady: 0s is not positive",
 		"warmup_margin.yaml":        "steering.hysteresis.warmup_margin: 150 is outside 0..100",
 		"health_url.yaml":           `cdns[0].health_url: "example.akamaized.net/health" is not an absolute http(s) URL`,
 		"bad_host.yaml":             `cdns[0].host: "https://example.akamaized.net/"`,
