@@ -616,6 +616,7 @@ type cdnView struct {
 	score     float64
 	xscore    float64 // experience part of the score (no failures): compared with fastScore
 	xageless  float64 // xscore as if nothing had stalled: compared with fastAgeless (see younger)
+	ageless   float64 // score as if nothing had stalled: what outscores compares where one side's views are younger
 	level     Level
 	samples   float64 // decayed beacons of the scoring window
 	views     float64 // decayed play attempts of the scoring window
@@ -676,7 +677,7 @@ func (e *Engine) rank(wk *worker, st *svcState, s *scopeState, now time.Time, dt
 	anyData := false
 	for i := range st.svc.CDNs {
 		v := &views[i]
-		v.score, v.xscore, v.xageless, v.fastScore, v.fastAgeless, v.level = -1, -1, -1, -1, -1, s.scope.Level
+		v.score, v.xscore, v.xageless, v.ageless, v.fastScore, v.fastAgeless, v.level = -1, -1, -1, -1, -1, -1, s.scope.Level
 		v.byLevel = [LevelASN + 1]float64{-1, -1, -1, -1}
 		v.fast.FailureRate = -1
 		// Slow: the most specific window with enough samples decides;
@@ -706,12 +707,13 @@ func (e *Engine) rank(wk *worker, st *svcState, s *scopeState, now time.Time, dt
 			w := chain[pick]
 			v.level, v.fig, v.views = level, w.fig, w.attempts/gs
 			if b := w.beacons / gs; b > 0 {
-				v.score, v.xscore, v.xageless, v.samples = w.score, w.xscore, w.xageless, b
+				v.score, v.xscore, v.xageless, v.ageless, v.samples = w.score, w.xscore, w.xageless, w.ageless, b
 				anyData = anyData || v.score >= 0
 				if p := pick + 1; level == LevelASN && p < len(chain) && chain[p] != nil && chain[p].beacons/gs >= e.pol.MinSamples {
 					r := chain[p]
 					v.score, v.xscore = shrink(w.score, r.score, b, e.pol.MinSamples), shrink(w.xscore, r.xscore, b, e.pol.MinSamples)
 					v.xageless = shrink(w.xageless, r.xageless, b, e.pol.MinSamples)
+					v.ageless = shrink(w.ageless, r.ageless, b, e.pol.MinSamples)
 				}
 			}
 		}
@@ -1361,9 +1363,13 @@ func (e *Engine) damp(st *svcState, s *scopeState, views []cdnView, now time.Tim
 			s.suppressed[i] = true
 		case s.suppressed[i] && calm && measured:
 			// Released on evidence: it has stopped flapping, and what its
-			// slow windows hold of the flapping no longer holds.
+			// slow windows hold of the flapping no longer holds. A region
+			// forgets (with its ASNs); the service scope does not, for its
+			// windows are every region's, and most never saw the flapping.
 			s.suppressed[i], s.penalty[i] = false, 0
-			e.forget(st, s, i)
+			if s.scope.Level >= LevelRegion {
+				e.forget(st, s, i)
+			}
 		case s.suppressed[i] && (p < e.pol.Flap.Suppress/2 && calm || p < e.pol.Flap.Suppress/4):
 			// Reuse comes with time, not with evidence: the windows keep
 			// what the CDN did while it flapped, and it leads again only
@@ -1390,7 +1396,11 @@ func (e *Engine) damp(st *svcState, s *scopeState, views []cdnView, now time.Tim
 }
 
 // dips records when CDN i, on flap damping in s, last dipped: fell, or
-// its recent (fast) QoE went under the best other CDN's. It reports
+// its recent (fast) QoE did not beat the best other CDN's by the
+// hysteresis margin. (A flapping CDN's bad phases may read no worse than
+// a mediocre stand-in's: flapping's cdn-a, failing 10 % of its starts
+// then, which the recent QoE leaves out, read 78 against cdn-c's 78 and
+// was released in the middle of its flapping.) It reports
 // whether that was measured at all this tick. A flapping CDN dips in every
 // bad phase, however short; one that has stopped flapping plays as well
 // as before. So a suppressed CDN measured without a dip for Flap.Steady
@@ -1413,7 +1423,7 @@ func (e *Engine) dips(s *scopeState, views []cdnView, i int, fell bool, now time
 		}
 	}
 	measured := own >= 0 && ref >= 0
-	if fell || measured && own < ref {
+	if fell || measured && own < ref+e.pol.Hysteresis.Margin {
 		s.unsteadyAt[i] = now
 	}
 	return measured
@@ -1708,7 +1718,7 @@ func (e *Engine) measuredShares(wk *worker, st *svcState, s *scopeState, views [
 		// every cell back for 10 s before its second.
 		s.leader, s.leaderAt, s.challenger, s.displaced = s.displaced, now, -1, -1
 		fired |= FiredRestore
-	case best != s.leader && e.outscores(&views[best], &views[s.leader], e.margin(s, now)):
+	case best != s.leader && e.outscores(&views[best], &views[s.leader], e.margin(s, now), now.Sub(s.leaderAt) < recovering):
 		if s.challenger != best {
 			s.challenger, s.since = best, now
 		}
@@ -1749,14 +1759,26 @@ func (e *Engine) measuredShares(wk *worker, st *svcState, s *scopeState, views [
 // window: in a region, a CDN that is great elsewhere has a global score
 // the region's own numbers never see, and took regions from a leader
 // better there (hard-outage's eu-west went to cdn-c on ap-south's cdn-c).
-func (e *Engine) outscores(c, l *cdnView, margin float64) bool {
-	lv := l.value
-	if c.level < l.level && c.score >= 0 {
+func (e *Engine) outscores(c, l *cdnView, margin float64, fresh bool) bool {
+	cv, lv := c.value, l.value
+	switch {
+	case c.level < l.level && c.score >= 0:
 		if at := l.byLevel[c.level]; at >= 0 {
 			lv = at + (l.value - l.score) // the cost bonus stays
 		}
+	case fresh && c.level == l.level && c.ageless >= 0 && l.ageless >= 0 && younger(l.views, l.samples, c.views, c.samples):
+		// The leader took the scope's views in the last minutes, and
+		// its views are much younger than the challenger's: compare
+		// them as if nothing had stalled (see younger). The CDN that
+		// has just taken a scope's views reads worse than one that
+		// kept a few exploration views for minutes, as good or
+		// better: in slow-recovery, cdn-c took eu-west from cdn-b a
+		// minute after cdn-b had taken it from the degraded cdn-a, and
+		// gave it back two minutes later, once its own views were the
+		// young ones.
+		cv, lv = c.ageless+(c.value-c.score), l.ageless+(l.value-l.score)
 	}
-	return c.value > lv+margin
+	return cv > lv+margin
 }
 
 // margin is what a challenger must beat scope s's leader by: during the

@@ -7,25 +7,32 @@ import "math"
 // without data leave their component out, and the weights of the others
 // are renormalized. ok is false when no component has data.
 func Score(s Stats, w Weights) (score float64, ok bool) {
-	full, _, _ := scores(s, w)
+	full, _, _, _ := scores(s, w)
 	return full, full >= 0
 }
 
-// scores is Score three times over one set of curves: with the weights w,
-// with experience(w) (failures and exits left out), and the experience as
-// if nothing had stalled (see younger). Refreshing a window needs all
-// three, and the curves are most of the cost.
-func scores(s Stats, w Weights) (full, exp, ageless float64) {
+// scores is Score four times over one set of curves: with the weights w,
+// with experience(w) (failures and exits left out), the experience as if
+// nothing had stalled, and the whole score as if nothing had stalled (see
+// younger). Refreshing a window needs all four, and the curves are most
+// of the cost.
+func scores(s Stats, w Weights) (full, exp, ageless, fullAgeless float64) {
 	const (
 		inExp = 1 << iota
 		inAgeless
 	)
-	var sum, wsum, esum, ewsum, asum, awsum float64
+	var sum, wsum, esum, ewsum, asum, awsum, fasum, fawsum float64
 	add := func(weight, figure float64, curve func(float64) float64, in int) {
 		if weight > 0 && figure >= 0 {
 			v := weight * curve(figure)
 			sum += v
 			wsum += weight
+			fawsum += weight
+			if in&inExp != 0 && in&inAgeless == 0 {
+				fasum += weight * curve(0) // the stalls, as none
+			} else {
+				fasum += v
+			}
 			if in&inExp != 0 {
 				esum += v
 				ewsum += weight
@@ -51,7 +58,10 @@ func scores(s Stats, w Weights) (full, exp, ageless float64) {
 	add(w.Bitrate, s.BitrateP50Kbps, bitrateCurve, inExp|inAgeless)
 	add(w.TTFB, s.TTFBP50MS, ttfbCurve, inExp|inAgeless)
 	add(w.Throughput, s.ThroughputP50Kbps, throughputCurve, inExp|inAgeless)
-	full, exp, ageless = -1, -1, -1
+	full, exp, ageless, fullAgeless = -1, -1, -1, -1
+	if fawsum > 0 {
+		fullAgeless = 100 * fasum / fawsum
+	}
 	if wsum > 0 {
 		full = 100 * sum / wsum
 	}
@@ -61,7 +71,7 @@ func scores(s Stats, w Weights) (full, exp, ageless float64) {
 	if awsum > 0 {
 		ageless = 100 * asum / awsum
 	}
-	return full, exp, ageless
+	return full, exp, ageless, fullAgeless
 }
 
 // startupCurve is Mux's startup score: 8/(8+s) for s seconds, 1 at

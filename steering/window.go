@@ -170,6 +170,7 @@ type winHot struct {
 	beacons, attempts      float64  // slow counts, at the landmark (divide by g)
 	score, xscore, fscore  float64  // xscore: the slow figures scored like the fast ones, to compare them
 	xageless, fageless     float64  // xscore and fscore as if nothing had stalled: see younger
+	ageless                float64  // score as if nothing had stalled
 	fastFail               float64  // fstats.FailureRate
 	fastViews, fastBeacons float64  // fast counts, at the landmark
 	fastStarts             float64  // fast play attempts, at the landmark: how young its views are
@@ -240,12 +241,12 @@ func (win *window) refresh(w Weights) {
 	}
 	stats := win.computeStats()
 	h := win.hot
-	h.score, h.xscore, h.xageless = scores(stats, w)
+	h.score, h.xscore, h.xageless, h.ageless = scores(stats, w)
 	f := roundFigures(stats.Figures)
 	h.fig = &f
 	win.fstats = Stats{Figures: win.fast.figures()}
 	h.fastFail = win.fstats.FailureRate
-	_, h.fscore, h.fageless = scores(win.fstats, w)
+	_, h.fscore, h.fageless, _ = scores(win.fstats, w)
 	h.beacons, h.attempts = win.beacons, win.attempts
 	h.fastViews, h.fastBeacons, h.fastStarts = trials(win.fast.attempts, win.fast.exits), win.fast.beacons, win.fast.attempts
 	win.dirty = false
