@@ -1336,9 +1336,8 @@ func (e *Engine) applicable(sc Scope, active []Override) (bans map[string]Overri
 
 // damp applies flap damping: each fall from healthy to down or evacuated
 // adds a penalty; a CDN whose decayed penalty reaches Suppress may not
-// lead until it decays under half of that. On release its slow windows
-// forget the flapping, as on a recovery from probation: what they hold is
-// the unsteady past, and the CDN has been steady for a while now.
+// lead until it decays under half of that, or until it is measured
+// steady for Flap.Steady (see dips).
 func (e *Engine) damp(st *svcState, s *scopeState, views []cdnView, now time.Time) {
 	ceiling := e.pol.Flap.ceiling()
 	for i := range views {
@@ -1371,10 +1370,10 @@ func (e *Engine) damp(st *svcState, s *scopeState, views []cdnView, now time.Tim
 				e.forget(st, s, i)
 			}
 		case s.suppressed[i] && (p < e.pol.Flap.Suppress/2 && calm || p < e.pol.Flap.Suppress/4):
-			// Reuse comes with time, not with evidence: the windows keep
-			// what the CDN did while it flapped, and it leads again only
-			// once its scores have earned it. (Forgetting here let a CDN
-			// still flapping take the lead back on its parent's score.)
+			// Released by time, unmeasured or still dipping: the windows
+			// keep what the CDN did while it flapped, and it leads again
+			// only once its scores have earned it. (Forgetting here let a
+			// CDN still flapping take the lead back on its parent's score.)
 			s.suppressed[i] = false
 		}
 		// A CDN flapping in its region flaps in the region's ASNs too,
