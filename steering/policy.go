@@ -154,7 +154,7 @@ func DefaultPolicy() Policy {
 		MinSamples:        50,
 		Hysteresis:        Hysteresis{Margin: 3, Dwell: 20 * time.Second, Warmup: 2 * time.Minute, WarmupMargin: 10},
 		MaxShiftPerMinute: 50,
-		Exploration:       0.01,
+		Exploration:       0.02,
 		Cost:              Cost{Margin: 4},
 		Stale:             Stale{Freeze: 30 * time.Second, Static: 5 * time.Minute},
 		Passive:           Passive{FailureRate: 0.25, MinAttempts: 5, MinBeacons: 20, EvacuateMargin: 10, Retry: 15 * time.Second, ProbationShare: 0.05},

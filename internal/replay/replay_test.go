@@ -40,8 +40,8 @@ func TestRunCurrentPolicyMovesShare(t *testing.T) {
 		t.Run(tc.scope, func(t *testing.T) {
 			s := scopeOf(t, res, tc.scope)
 			c := cdnOf(t, s, tc.leader)
-			if !approx(c.ReplayShare, 0.99) || c.ActualShare > 0.5 {
-				t.Errorf("%s: actual %.4f replay %.4f, want at most 0.5 and 0.99", tc.leader, c.ActualShare, c.ReplayShare)
+			if !approx(c.ReplayShare, 0.98) || c.ActualShare > 0.5 {
+				t.Errorf("%s: actual %.4f replay %.4f, want at most 0.5 and 0.98", tc.leader, c.ActualShare, c.ReplayShare)
 			}
 			if s.Delta == nil || *s.Delta <= 0 {
 				t.Errorf("delta %v, want positive", s.Delta)
@@ -119,9 +119,9 @@ func TestRunCandidateWeights(t *testing.T) {
 				t.Fatalf("scope %q", s.Scope)
 			}
 			for _, c := range s.CDNs {
-				want := 0.01
+				want := 0.02
 				if c.CDN == tc.leader {
-					want = 0.99
+					want = 0.98
 				}
 				if !approx(c.ReplayShare, want) {
 					t.Errorf("%s replay share %.4f, want %.2f", c.CDN, c.ReplayShare, want)
@@ -154,7 +154,7 @@ func TestRunHysteresis(t *testing.T) {
 	}{
 		{"no margin: the challenger takes over", 0, 1, 0.5},
 		{"beaten by more than the margin", 1.5, 1, 0.5},
-		{"within the margin: the incumbent keeps the lead", 3, 0, 0.99},
+		{"within the margin: the incumbent keeps the lead", 3, 0, 0.98},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res := run(t, src, replay.Request{
@@ -185,7 +185,7 @@ func TestRunExploration(t *testing.T) {
 		{"three CDNs, the most exploration", 0.2, "vod", map[string]float64{"cdn-a": 0.1, "cdn-b": 0.1, "cdn-c": 0.8}},
 		{"two CDNs", 0.2, "vod/eu-west", map[string]float64{"cdn-a": 0.8, "cdn-b": 0.2}},
 		{"none", 0, "vod", map[string]float64{"cdn-a": 0, "cdn-b": 0, "cdn-c": 1}},
-		{"default: the current policy's", -1, "vod/eu-west", map[string]float64{"cdn-a": 0.99, "cdn-b": 0.01}},
+		{"default: the current policy's", -1, "vod/eu-west", map[string]float64{"cdn-a": 0.98, "cdn-b": 0.02}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := replay.Candidate{MinSamples: f(10), HysteresisMargin: f(0)}
