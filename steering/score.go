@@ -21,13 +21,12 @@ func scores(s Stats, w Weights) (full, exp, ageless, fullAgeless float64) {
 		inExp = 1 << iota
 		inAgeless
 	)
-	var sum, wsum, esum, ewsum, asum, awsum, fasum, fawsum float64
+	var sum, wsum, esum, ewsum, asum, awsum, fasum float64
 	add := func(weight, figure float64, curve func(float64) float64, in int) {
 		if weight > 0 && figure >= 0 {
 			v := weight * curve(figure)
 			sum += v
 			wsum += weight
-			fawsum += weight
 			if in&inExp != 0 && in&inAgeless == 0 {
 				fasum += weight * curve(0) // the stalls, as none
 			} else {
@@ -59,11 +58,8 @@ func scores(s Stats, w Weights) (full, exp, ageless, fullAgeless float64) {
 	add(w.TTFB, s.TTFBP50MS, ttfbCurve, inExp|inAgeless)
 	add(w.Throughput, s.ThroughputP50Kbps, throughputCurve, inExp|inAgeless)
 	full, exp, ageless, fullAgeless = -1, -1, -1, -1
-	if fawsum > 0 {
-		fullAgeless = 100 * fasum / fawsum
-	}
 	if wsum > 0 {
-		full = 100 * sum / wsum
+		full, fullAgeless = 100*sum/wsum, 100*fasum/wsum // the same weights
 	}
 	if ewsum > 0 {
 		exp = 100 * esum / ewsum
