@@ -104,10 +104,11 @@ func (c *ClickHouse) init(ctx context.Context) error {
 }
 
 // deadConn reports whether err is a pooled connection found dead: closed
-// by the server, or by the driver when an earlier call's context ended as
-// the connection went back to the pool (seen under concurrent calls as
-// "use of closed network connection" on the next query of that
-// connection).
+// by the server while idle. (Drivers before clickhouse-go v2.51.0 also
+// closed a connection already back in the pool when the context of the
+// call that had used it ended just after: their context watchdog could
+// fire after it was stopped. That failed make test with "use of closed
+// network connection" on another goroutine's insert.)
 func deadConn(err error) bool {
 	return errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
