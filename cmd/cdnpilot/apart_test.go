@@ -268,7 +268,10 @@ ingest:
 					// the other NS. Only answers are judged.
 				case r.Rcode != mdns.RcodeSuccess || len(r.Answer) == 0:
 					mu.Lock()
-					bad = append(bad, fmt.Sprintf("steer-%d: %s with %d answers", i+1, mdns.RcodeToString[r.Rcode], len(r.Answer)))
+					// The whole reply: which path answered (NODATA has the
+					// SOA, a slipped or truncated one TC) is the lead.
+					bad = append(bad, fmt.Sprintf("steer-%d at %s: %s with %d answers:\n%s", i+1,
+						time.Now().UTC().Format("15:04:05.000"), mdns.RcodeToString[r.Rcode], len(r.Answer), r))
 					mu.Unlock()
 				default:
 					answers[i].Add(1)
