@@ -23,6 +23,9 @@ var (
 	steeringOnly  = flag.String("steering.only", "", "run only these scenarios (comma-separated); the report then goes to steering-only.md")
 	steeringRuns  = flag.Int("steering.runs", 3, "closed-loop runs of the engine per scenario: the goals table shows each metric's median run, and every run's loss ratio and flips")
 	steeringTrace = flag.String("steering.trace", "", "log every change of health, reason or leader of the engine's ranking of this scope (service/region[/ASnnn]), and its weights every 10 s; service/region/* (region may be *): which ranking answers each ASN, and its top CDN")
+	steeringStats = flag.Bool("steering.trace.stats", false, "with -steering.trace, add each CDN's window figures, views and beacons to the 10-s weights lines")
+	steeringCells = flag.Bool("steering.cells", false, "log, for every run, each (service, ASN) cell's changes of majority CDN between 10-s windows, with the window's views per CDN: the flips the goal counts, one by one")
+	steeringFirst = flag.Int("steering.first", 0, "draw of the first run: run k uses draw first+k, so one misbehaving run (first = its number - 1, runs = 1) can be traced alone")
 )
 
 // BenchmarkSteering is make bench-steering: every shipped scenario through
@@ -66,10 +69,13 @@ func BenchmarkSteering(b *testing.B) {
 			var runs []*sim.Result
 			var vs []verdict
 			for k := range max(1, *steeringRuns) {
-				res := runEngine(b, b.Context(), sc, steeringEpoch.AddDate(0, 0, k+1))
+				res := runEngine(b, b.Context(), sc, steeringEpoch.AddDate(0, 0, k+1+*steeringFirst))
 				all["engine"] = res
 				v := judge(name, res, all)
-				b.Logf("%s: run %d: %s; loss by phase: %s", name, k+1, v.line, phaseLoss(res, all["oracle"]))
+				b.Logf("%s: run %d: %s; loss by phase: %s", name, k+1+*steeringFirst, v.line, phaseLoss(res, all["oracle"]))
+				if *steeringCells {
+					b.Logf("%s: run %d: majority changes per cell:\n%s", name, k+1+*steeringFirst, cellFlips(res))
+				}
 				runs, vs = append(runs, res), append(vs, v)
 			}
 			v, mid := medianRun(vs)
@@ -335,6 +341,9 @@ func (t *tracer) Advance(ctx context.Context, now time.Time) error {
 			t.last[c.CDN] = st
 		}
 		weights = append(weights, fmt.Sprintf("%s %.2f s%.1f@%s f%.1f", c.CDN, c.Weight, c.Score, c.ScoreScope, c.FastScore))
+		if *steeringStats && c.Stats != nil {
+			weights = append(weights, fmt.Sprintf("[v=%.1f n=%.0f %+v]", c.Views, c.Samples, *c.Stats))
+		}
 	}
 	if at%(10*time.Second) == 0 {
 		t.b.Logf("trace %v %s %v: %s", at, r.Rule, r.Fired.Names(), strings.Join(weights, ", "))
@@ -375,4 +384,43 @@ func (t *tracer) cell(snap *steering.Snapshot, loc steering.Location, at time.Du
 		t.b.Logf("cell %v %s: %s", at, key, st)
 	}
 	t.last[key] = st
+}
+
+// cellFlips lists every change of majority CDN between consecutive 10-s
+// windows in each (service, ASN) cell of the metrics scope, as sim's flip
+// count takes them: when, from and to, and the window's new views per CDN.
+func cellFlips(res *sim.Result) string {
+	n := len(res.CDNs)
+	if len(res.Steps) == 0 || n == 0 {
+		return ""
+	}
+	w := max(1, int(sim.FlipWindow/res.Step))
+	var b strings.Builder
+	counts := make([]int, n)
+	for c := range len(res.Steps[0].Cells) / n {
+		views, cur := 0, -1
+		var changes []string
+		for i := 0; i < len(res.Steps); i += w {
+			clear(counts)
+			for j := i; j < min(i+w, len(res.Steps)); j++ {
+				for k, x := range res.Steps[j].Cells[c*n : (c+1)*n] {
+					counts[k] += x
+					views += x
+				}
+			}
+			best := slices.Max(counts)
+			if best == 0 || cur >= 0 && counts[cur] == best {
+				continue
+			}
+			next := slices.Index(counts, best)
+			if cur >= 0 {
+				changes = append(changes, fmt.Sprintf("%v %s->%s %v", time.Duration(i)*res.Step, res.CDNs[cur], res.CDNs[next], counts))
+			}
+			cur = next
+		}
+		if views > 0 {
+			fmt.Fprintf(&b, "  cell %d: %d views, %d changes: %s\n", c, views, len(changes), strings.Join(changes, ", "))
+		}
+	}
+	return b.String()
 }
