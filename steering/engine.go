@@ -94,6 +94,11 @@ type scopeState struct {
 	// evacuated, damped), until it takes it back or restoreWithin passes.
 	displaced   int
 	displacedAt time.Time
+	// restoredAt is when the displaced leader last took the lead back;
+	// reclaim is set when, taken from it again within recovering, it
+	// keeps its claim, only to be restored if no worse at all.
+	restoredAt  time.Time
+	reclaim     bool
 	challenger  int
 	since       time.Time
 	leaderAt    time.Time
@@ -977,8 +982,22 @@ func (e *Engine) passive(st *svcState, s *scopeState, views []cdnView, now time.
 			}
 		case v.fastScore >= 0:
 			q := recent{score: v.fastScore, ageless: -1}
-			if now.Sub(s.clearedAt[i]) < recovering {
+			switch {
+			case now.Sub(s.clearedAt[i]) < recovering:
 				q.ageless, q.starts, q.beacons = v.fastAgeless, v.fast.Starts, v.fast.Beacons
+			case (i == s.leader || prev == HealthEvacuated) && v.xscore >= 0 && v.fastScore < v.xscore-e.pol.Passive.EvacuateMargin/2:
+				// A leader falling below its own past (or one evacuated
+				// so, still below it: judged the same way until it
+				// recovers, it does not come back on the stalls of the
+				// others' young views). Its views have
+				// played for minutes; the others' exploration views may
+				// be much younger, and read worse for it: a live
+				// stand-in's few new views stalled 8-18 % in
+				// slow-recovery, and live's eu-west stayed on the
+				// degraded cdn-a for two minutes. (Not a leader that
+				// holds its own: flapping's stand-ins cdn-b and cdn-c,
+				// each other's explorer, traded cells on it.)
+				q.ageless, q.starts, q.beacons, q.older = v.fastAgeless, v.fast.Starts, v.fast.Beacons, true
 			}
 			c := e.bestOther(s, views, i, q)
 			// Evacuate a CDN that carries traffic, or one that just
@@ -1209,7 +1228,12 @@ func descends(d, s *scopeState) bool {
 // views'), and, to compare it as if nothing had stalled where its views
 // are younger (see younger), that score (-1: never so) and how many play
 // attempts and beacons it is of.
-type recent struct{ score, ageless, starts, beacons float64 }
+type recent struct {
+	score, ageless, starts, beacons float64
+	// older: compared as if nothing had stalled only where the other
+	// CDN's views are younger than these (not where these are younger).
+	older bool
+}
 
 // recovering is how long after a scope clears a CDN that was down (or on
 // probation) its views are taken for new ones (see younger): its share
@@ -1241,14 +1265,17 @@ func younger(starts, beacons, s2, b2 float64) bool {
 // score: mine and theirs, as if nothing had stalled if ageless; j is -1
 // when no other CDN has a score.
 type comparison struct {
-	mine, theirs float64
-	j            int
-	ageless      bool
+	mine, theirs   float64
+	j              int
+	ageless, older bool // older: the other CDN's views are the newer
 }
 
 func (c comparison) describe(st *svcState) string {
 	what := ""
-	if c.ageless {
+	switch {
+	case c.ageless && c.older:
+		what = " not counting stalls (" + st.svc.CDNs[c.j] + "'s views are newer)"
+	case c.ageless:
 		what = " not counting stalls (its views are newer)"
 	}
 	return fmt.Sprintf("%.1f%s is %.1f below %s's %.1f", c.mine, what, c.theirs-c.mine, st.svc.CDNs[c.j], c.theirs)
@@ -1268,8 +1295,12 @@ func (e *Engine) bestOther(s *scopeState, views []cdnView, i int, q recent) comp
 		}
 		o := &views[j]
 		c := comparison{mine: q.score, theirs: o.xscore, j: j}
-		if younger(q.starts, q.beacons, o.views, o.samples) && q.ageless >= 0 && o.xageless >= 0 {
-			c.mine, c.theirs, c.ageless = q.ageless, o.xageless, true
+		young := younger(q.starts, q.beacons, o.views, o.samples)
+		if q.older {
+			young = younger(o.views, o.samples, q.starts, q.beacons)
+		}
+		if young && q.ageless >= 0 && o.xageless >= 0 {
+			c.mine, c.theirs, c.ageless, c.older = q.ageless, o.xageless, true, q.older
 		}
 		if c.theirs >= 0 && (best.j < 0 || c.theirs-c.mine > best.theirs-best.mine) {
 			best = c
@@ -1703,10 +1734,11 @@ func (e *Engine) measuredShares(wk *worker, st *svcState, s *scopeState, views [
 			if s.displaced < 0 {
 				s.displaced, s.displacedAt = s.leader, now
 			}
+			s.reclaim = false // the stand-in failed too: the claim is whole again
 		}
 		s.leader, s.leaderAt, s.challenger = best, now, -1
 	case s.displaced >= 0 && s.displaced != s.leader && views[s.displaced].candidate &&
-		views[s.displaced].value >= views[s.leader].value-e.pol.Hysteresis.Margin &&
+		views[s.displaced].value >= views[s.leader].value-e.restoreMargin(s) &&
 		now.Sub(s.displacedAt) >= e.pol.Hysteresis.Dwell:
 		// The leader that failed is back and no worse than its stand-in
 		// by the margin: it takes the lead back without a dwell, for
@@ -1716,12 +1748,25 @@ func (e *Engine) measuredShares(wk *worker, st *svcState, s *scopeState, views [
 		// again seconds after its first fall, and flapping's cdn-a took
 		// every cell back for 10 s before its second.
 		s.leader, s.leaderAt, s.challenger, s.displaced = s.displaced, now, -1, -1
+		s.restoredAt = now
 		fired |= FiredRestore
 	case best != s.leader && e.outscores(&views[best], &views[s.leader], e.margin(s, now), now.Sub(s.leaderAt) < recovering):
 		if s.challenger != best {
 			s.challenger, s.since = best, now
 		}
 		if now.Sub(s.since) >= e.pol.Hysteresis.Dwell {
+			if !s.restoredAt.IsZero() && now.Sub(s.restoredAt) < recovering && s.displaced < 0 {
+				// A leader restored after an incident and beaten again
+				// soon after: the incident was still ending. It keeps
+				// its claim, but takes the lead back only once no worse
+				// than the stand-in at all, so the two do not trade the
+				// scope on noise about the margin. In slow-recovery,
+				// cdn-a, restored in AS64498 on a thin window while it
+				// still recovered, lost it again 22 s later and, up to
+				// 2.6 points better than cdn-b from then on, never took
+				// it back under the 3-point margin.
+				s.displaced, s.displacedAt, s.reclaim = s.leader, now, true
+			}
 			s.leader, s.leaderAt, s.challenger = best, now, -1
 			fired |= FiredHysteresisSwitch
 		} else {
@@ -1734,7 +1779,7 @@ func (e *Engine) measuredShares(wk *worker, st *svcState, s *scopeState, views [
 		s.challenger = -1
 	}
 	if s.displaced == s.leader || now.Sub(s.displacedAt) > restoreWithin {
-		s.displaced = -1
+		s.displaced, s.reclaim = -1, false
 	}
 	target, capped := e.targets(wk, st, views, s.leader, weights)
 	if capped {
@@ -1818,6 +1863,15 @@ func (e *Engine) retryAfter(failed uint8) time.Duration {
 // probationSpan is how many passive.retry periods of evidence a probation
 // judges at most.
 const probationSpan = 4
+
+// restoreMargin is how far below the stand-in a displaced leader may be
+// and still take the lead back: the hysteresis margin, none on a reclaim.
+func (e *Engine) restoreMargin(s *scopeState) float64 {
+	if s.reclaim {
+		return 0
+	}
+	return e.pol.Hysteresis.Margin
+}
 
 // restoreWithin bounds how long a displaced leader may take the lead back
 // without the hysteresis dwell: after that, what it had before is history.
