@@ -1300,7 +1300,14 @@ func (e *Engine) bestOther(s *scopeState, views []cdnView, i int, q recent) comp
 			young = younger(o.views, o.samples, q.starts, q.beacons)
 		}
 		if young && q.ageless >= 0 && o.xageless >= 0 {
-			c.mine, c.theirs, c.ageless, c.older = q.ageless, o.xageless, true, q.older
+			a := comparison{mine: q.ageless, theirs: o.xageless, j: j, ageless: true, older: q.older}
+			// A falling leader's own stalls are evidence too: it loses
+			// by the more of the two (as if nothing had stalled, it
+			// left degrade-region's cdn-a, stalling at a sixth of its
+			// throughput, 4 s later).
+			if !q.older || c.theirs < 0 || a.theirs-a.mine > c.theirs-c.mine {
+				c = a
+			}
 		}
 		if c.theirs >= 0 && (best.j < 0 || c.theirs-c.mine > best.theirs-best.mine) {
 			best = c
