@@ -989,14 +989,13 @@ func (e *Engine) passive(st *svcState, s *scopeState, views []cdnView, now time.
 				// A leader falling below its own past (or one evacuated
 				// so, still below it: judged the same way until it
 				// recovers, it does not come back on the stalls of the
-				// others' young views). Its views have
-				// played for minutes; the others' exploration views may
-				// be much younger, and read worse for it: a live
-				// stand-in's few new views stalled 8-18 % in
-				// slow-recovery, and live's eu-west stayed on the
-				// degraded cdn-a for two minutes. (Not a leader that
-				// holds its own: flapping's stand-ins cdn-b and cdn-c,
-				// each other's explorer, traded cells on it.)
+				// others' young views). Its views have played for
+				// minutes; the others' exploration views may be much
+				// younger, and read worse for it: a live stand-in's few
+				// new views stalled 8-18 % in slow-recovery, and live's
+				// eu-west stayed on the degraded cdn-a for a minute.
+				// (Not a leader that holds its own: flapping's stand-ins
+				// cdn-b and cdn-c, each other's explorer, traded cells.)
 				q.ageless, q.starts, q.beacons, q.older = v.fastAgeless, v.fast.Starts, v.fast.Beacons, true
 			}
 			c := e.bestOther(s, views, i, q)
