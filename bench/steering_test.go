@@ -390,37 +390,17 @@ func (t *tracer) cell(snap *steering.Snapshot, loc steering.Location, at time.Du
 // windows in each (service, ASN) cell of the metrics scope, as sim's flip
 // count takes them: when, from and to, and the window's new views per CDN.
 func cellFlips(res *sim.Result) string {
-	n := len(res.CDNs)
-	if len(res.Steps) == 0 || n == 0 {
-		return ""
-	}
-	w := max(1, int(sim.FlipWindow/res.Step))
+	cells, views := sim.CellChanges(res)
 	var b strings.Builder
-	counts := make([]int, n)
-	for c := range len(res.Steps[0].Cells) / n {
-		views, cur := 0, -1
-		var changes []string
-		for i := 0; i < len(res.Steps); i += w {
-			clear(counts)
-			for j := i; j < min(i+w, len(res.Steps)); j++ {
-				for k, x := range res.Steps[j].Cells[c*n : (c+1)*n] {
-					counts[k] += x
-					views += x
-				}
-			}
-			best := slices.Max(counts)
-			if best == 0 || cur >= 0 && counts[cur] == best {
-				continue
-			}
-			next := slices.Index(counts, best)
-			if cur >= 0 {
-				changes = append(changes, fmt.Sprintf("%v %s->%s %v", time.Duration(i)*res.Step, res.CDNs[cur], res.CDNs[next], counts))
-			}
-			cur = next
+	for c, ch := range cells {
+		if views[c] == 0 {
+			continue
 		}
-		if views > 0 {
-			fmt.Fprintf(&b, "  cell %d: %d views, %d changes: %s\n", c, views, len(changes), strings.Join(changes, ", "))
+		var each []string
+		for _, x := range ch {
+			each = append(each, fmt.Sprintf("%v %s->%s %v", time.Duration(x.Step)*res.Step, res.CDNs[x.From], res.CDNs[x.To], x.Counts))
 		}
+		fmt.Fprintf(&b, "  cell %d: %d views, %d changes: %s\n", c, views[c], len(ch), strings.Join(each, ", "))
 	}
 	return b.String()
 }

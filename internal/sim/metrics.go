@@ -244,17 +244,26 @@ func recovery(series [][]int, bad, start, end, hold, before int, step time.Durat
 	return Timing{Why: "never"}
 }
 
-// flips counts changes of the majority CDN between consecutive windows of
-// w steps. A window without views keeps the majority; on a tie the
-// majority stays if it is among the tied, else the first tied CDN wins.
-func flips(series [][]int, w int) int {
+// Change is one change of the majority CDN between consecutive flip
+// windows: the window's first step, the CDNs (indexes into Result.CDNs),
+// and the window's new views per CDN.
+type Change struct {
+	Step     int
+	From, To int
+	Counts   []int
+}
+
+// changes lists the changes of the majority CDN between consecutive
+// windows of w steps. A window without views keeps the majority; on a tie
+// the majority stays if it is among the tied, else the first tied CDN wins.
+func changes(series [][]int, w int) []Change {
 	if len(series) == 0 {
-		return 0
+		return nil
 	}
-	cur, n := -1, 0
-	counts := make([]int, len(series[0]))
+	var out []Change
+	cur := -1
 	for i := 0; i < len(series); i += w {
-		clear(counts)
+		counts := make([]int, len(series[0]))
 		for j := i; j < min(i+w, len(series)); j++ {
 			for c, x := range series[j] {
 				counts[c] += x
@@ -269,35 +278,50 @@ func flips(series [][]int, w int) int {
 		}
 		next := slices.Index(counts, best)
 		if cur >= 0 {
-			n++
+			out = append(out, Change{Step: i, From: cur, To: next, Counts: counts})
 		}
 		cur = next
 	}
-	return n
+	return out
+}
+
+// flips counts changes of the majority CDN between consecutive windows of
+// w steps (see changes).
+func flips(series [][]int, w int) int { return len(changes(series, w)) }
+
+// CellChanges are the majority changes in each (service, ASN) cell of the
+// scope, FlipWindow apart, with the cell's new views: what the flip count
+// is taken from, one by one (a tuning aid).
+func CellChanges(r *Result) (cells [][]Change, views []int) {
+	return cellChanges(r, stepsOf(FlipWindow, r.Step))
+}
+
+// cellChanges is CellChanges over windows of w steps.
+func cellChanges(r *Result, w int) (cells [][]Change, views []int) {
+	n := len(r.CDNs)
+	if len(r.Steps) == 0 || len(r.Steps[0].Cells) == 0 {
+		return nil, nil
+	}
+	series := make([][]int, len(r.Steps))
+	for c := range len(r.Steps[0].Cells) / n {
+		v := 0
+		for i, st := range r.Steps {
+			series[i] = st.Cells[c*n : (c+1)*n]
+			v += sum(series[i])
+		}
+		cells, views = append(cells, changes(series, w)), append(views, v)
+	}
+	return cells, views
 }
 
 // cellFlips is the view-weighted mean of the flips of each (service, ASN)
-// cell of the scope.
+// cell of the scope, over windows of w steps.
 func cellFlips(r *Result, w int) float64 {
-	n := len(r.CDNs)
-	if len(r.Steps) == 0 || len(r.Steps[0].Cells) == 0 {
-		return 0
-	}
-	cells := len(r.Steps[0].Cells) / n
-	series := make([][]int, len(r.Steps))
-	var total float64
-	var weighted float64
-	for c := range cells {
-		views := 0
-		for i, st := range r.Steps {
-			series[i] = st.Cells[c*n : (c+1)*n]
-			views += sum(series[i])
-		}
-		if views == 0 {
-			continue
-		}
-		total += float64(views)
-		weighted += float64(views) * float64(flips(series, w))
+	cells, views := cellChanges(r, w)
+	var total, weighted float64
+	for c, ch := range cells {
+		total += float64(views[c])
+		weighted += float64(views[c]) * float64(len(ch))
 	}
 	if total == 0 {
 		return 0
