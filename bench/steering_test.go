@@ -21,10 +21,10 @@ var (
 	steeringOut   = flag.String("steering.out", "../docs/bench", "where BenchmarkSteering writes its tables and plots")
 	steeringScale = flag.Float64("steering.scale", 10, "arrival-rate multiplier of the scenarios")
 	steeringOnly  = flag.String("steering.only", "", "run only these scenarios (comma-separated); the report then goes to steering-only.md")
-	steeringRuns  = flag.Int("steering.runs", 3, "closed-loop runs of the engine per scenario: the goals table shows each metric's median run, and every run's loss ratio and flips")
+	steeringRuns  = flag.Int("steering.runs", 3, "closed-loop runs of the engine per scenario: the goals table shows each metric's median run, and every run's loss ratio and decision flips (pick flips)")
 	steeringTrace = flag.String("steering.trace", "", "log every change of health, reason or leader of the engine's ranking of this scope (service/region[/ASnnn]), and its weights every 10 s; service/region/* (region may be *): which ranking answers each ASN, and its top CDN")
 	steeringStats = flag.Bool("steering.trace.stats", false, "with -steering.trace, add each CDN's window figures, views and beacons to the 10-s weights lines")
-	steeringCells = flag.Bool("steering.cells", false, "log, for every run, each (service, ASN) cell's changes of majority CDN between 10-s windows, with the window's views per CDN: the flips the goal counts, one by one")
+	steeringCells = flag.Bool("steering.cells", false, "log, for every run, each (service, ASN) cell's changes of majority CDN between 10-s windows, with the window's views per CDN: of the CDN the views' decisions led with (the flips the goal counts, one by one), then of the CDN they were picked for")
 	steeringFirst = flag.Int("steering.first", 0, "draw of the first run: run k uses draw first+k, so one misbehaving run (first = its number - 1, runs = 1) can be traced alone")
 )
 
@@ -74,7 +74,8 @@ func BenchmarkSteering(b *testing.B) {
 				v := judge(name, res, all)
 				b.Logf("%s: run %d: %s; loss by phase: %s", name, k+1+*steeringFirst, v.line, phaseLoss(res, all["oracle"]))
 				if *steeringCells {
-					b.Logf("%s: run %d: majority changes per cell:\n%s", name, k+1+*steeringFirst, cellFlips(res))
+					b.Logf("%s: run %d: majority changes per cell, of decisions:\n%s", name, k+1+*steeringFirst, cellFlips(res, sim.Leads))
+					b.Logf("%s: run %d: majority changes per cell, of picks:\n%s", name, k+1+*steeringFirst, cellFlips(res, sim.Picks))
 				}
 				runs, vs = append(runs, res), append(vs, v)
 			}
@@ -95,8 +96,8 @@ func BenchmarkSteering(b *testing.B) {
 			worstRecovery = max(worstRecovery, v.recovery)
 			b.Logf("%s: median of %d: %s (%v wall)", name, len(runs), v.line, time.Since(t0).Round(time.Second))
 		}
-		out := fmt.Sprintf("## Goals\n\nEach figure is the median of %d closed-loop runs of the engine (the last column lists every run's loss ratio and flips); the tables and plots below are of the run with the median loss.\n\n", max(1, *steeringRuns)) +
-			"| scenario | failover ≤ 10 s | loss ≤ 20% of round-robin's | flips ≤ 2 / 10 min | recovery ≤ 5 min | runs: loss ratio, flips |\n| --- | --- | --- | --- | --- | --- |\n" +
+		out := fmt.Sprintf("## Goals\n\nEach figure is the median of %d closed-loop runs of the engine (the last column lists every run's loss ratio and decision flips); flips count changes of the CDN most of a cell's new views' decisions led with, and in brackets of the CDN most were picked for, which exploration picks also flip; the tables and plots below are of the run with the median loss.\n\n", max(1, *steeringRuns)) +
+			"| scenario | failover ≤ 10 s | loss ≤ 20% of round-robin's | decision flips ≤ 2 / 10 min (pick flips) | recovery ≤ 5 min | runs: loss ratio, decision flips (pick flips) |\n| --- | --- | --- | --- | --- | --- |\n" +
 			strings.Join(verdicts, "\n") + "\n\n## Scenarios\n\n" + report.String()
 		file := "steering.md"
 		if len(only) > 0 {
@@ -171,7 +172,7 @@ func medianRun(vs []verdict) (verdict, int) {
 		cells: [4]string{vs[f].cells[0], vs[l].cells[1], vs[fl].cells[2], vs[r].cells[3]}}
 	var each []string
 	for _, v := range vs {
-		each = append(each, fmt.Sprintf("%.0f%%, %.1f", 100*min(v.lossRatio, 9.99), v.flips))
+		each = append(each, fmt.Sprintf("%.0f%%, %.1f (%.1f)", 100*min(v.lossRatio, 9.99), v.flips, v.pickFlips))
 	}
 	out.line = fmt.Sprintf("| %s | %s | %s | %s | %s | %s |", vs[0].name, out.cells[0], out.cells[1], out.cells[2], out.cells[3], strings.Join(each, "; "))
 	return out, l
@@ -186,6 +187,7 @@ type verdict struct {
 	name, line                           string
 	cells                                [4]string // failover, loss, flips, recovery
 	failover, lossRatio, flips, recovery float64
+	pickFlips                            float64
 }
 
 // judge checks one scenario against the issue's goals. A goal that does
@@ -224,10 +226,11 @@ func judge(name string, res *sim.Result, all map[string]*sim.Result) verdict {
 		lossCell = cell(loss <= lossResolution, fmt.Sprintf("%.2f; round-robin %.2f", loss, rrLoss))
 	}
 	v.lossRatio = ratio
-	v.flips = s.FlipsPer10Min
-	flips := cell(s.FlipsPer10Min <= 2, fmt.Sprintf("%.1f", s.FlipsPer10Min))
+	v.flips, v.pickFlips = s.FlipsPer10Min, s.PickFlipsPer10Min
+	fig := fmt.Sprintf("%.1f (%.1f)", s.FlipsPer10Min, s.PickFlipsPer10Min)
+	flips := cell(s.FlipsPer10Min <= 2, fig)
 	if name != "flapping" && name != "within-noise" {
-		flips = fmt.Sprintf("%.1f", s.FlipsPer10Min)
+		flips = fig
 	}
 	recovery := "n/a"
 	if s.Recovery.OK || s.Recovery.Why == "never" {
@@ -389,8 +392,8 @@ func (t *tracer) cell(snap *steering.Snapshot, loc steering.Location, at time.Du
 // cellFlips lists every change of majority CDN between consecutive 10-s
 // windows in each (service, ASN) cell of the metrics scope, as sim's flip
 // count takes them: when, from and to, and the window's new views per CDN.
-func cellFlips(res *sim.Result) string {
-	cells, views := sim.CellChanges(res)
+func cellFlips(res *sim.Result, t sim.Tally) string {
+	cells, views := sim.CellChanges(res, t)
 	var b strings.Builder
 	for c, ch := range cells {
 		if views[c] == 0 {

@@ -52,6 +52,10 @@ type StepStats struct {
 	// Cells are the scope's new views per (service, ASN) cell and CDN,
 	// cell-major: what one steering decision covers at most.
 	Cells []int
+	// Leads are the same views per cell and the CDN their decision gave
+	// the most weight: the CDN the ranking led with, whichever CDN the
+	// view was picked for.
+	Leads []int
 	// QoE is the mean true QoE of the views that arrived in this step,
 	// ScopeQoE of those in the scope; -1 without any.
 	QoE, ScopeQoE float64
@@ -72,14 +76,20 @@ type Summary struct {
 	// Hurt is the share of the scope's new views during the incident that
 	// went to the bad CDN; -1 without an incident.
 	Hurt float64
-	// Flips counts changes of the majority CDN between consecutive
-	// FlipWindow windows in each (service, ASN) cell of the scope, the
-	// cells weighted by their share of the scope's new views: the flips
-	// of the decision an average view got. (Over the whole scope, the
-	// majority would flip with the arrivals alone wherever cells rightly
-	// chose different CDNs about as often.) FlipsPer10Min scales it.
+	// Flips counts changes of the decision: of the CDN most new views'
+	// decisions led with, between consecutive FlipWindow windows, in each
+	// (service, ASN) cell of the scope, the cells weighted by their share
+	// of the scope's new views: the flips of the decision an average view
+	// got. (Over the whole scope, the majority would flip with the
+	// arrivals alone wherever cells rightly chose different CDNs about as
+	// often.) FlipsPer10Min scales it.
 	Flips         float64
 	FlipsPer10Min float64
+	// PickFlips counts the same changes of the CDN most new views were
+	// picked for. A window whose only view an exploration pick sent
+	// elsewhere flips it there and back, though no decision changed.
+	PickFlips         float64
+	PickFlipsPer10Min float64
 	// MaxShareMove is the largest change of one CDN's share of the
 	// scope's new views from one minute to the next, 0..1.
 	MaxShareMove float64
@@ -136,8 +146,10 @@ func summarize(r *Result) {
 	for i, st := range r.Steps {
 		series[i] = st.Scope
 	}
-	s.Flips = cellFlips(r, stepsOf(FlipWindow, r.Step))
-	s.FlipsPer10Min = float64(s.Flips) / (float64(len(r.Steps)) * float64(r.Step) / float64(10*time.Minute))
+	per10Min := float64(len(r.Steps)) * float64(r.Step) / float64(10*time.Minute)
+	s.Flips = cellFlips(r, Leads, stepsOf(FlipWindow, r.Step))
+	s.PickFlips = cellFlips(r, Picks, stepsOf(FlipWindow, r.Step))
+	s.FlipsPer10Min, s.PickFlipsPer10Min = s.Flips/per10Min, s.PickFlips/per10Min
 	s.MaxShareMove = maxShareMove(series, stepsOf(time.Minute, r.Step))
 	if inc := r.Incident; inc != nil {
 		bad := slices.Index(r.CDNs, inc.CDN)
@@ -289,15 +301,25 @@ func changes(series [][]int, w int) []Change {
 // w steps (see changes).
 func flips(series [][]int, w int) int { return len(changes(series, w)) }
 
+// Tally is what a cell's majority is taken over: the views' decisions or
+// their picks.
+type Tally int
+
+const (
+	Leads Tally = iota // the CDN each view's decision led with
+	Picks              // the CDN each view was picked for
+)
+
 // CellChanges are the majority changes in each (service, ASN) cell of the
 // scope, FlipWindow apart, with the cell's new views: what the flip count
 // is taken from, one by one (a tuning aid).
-func CellChanges(r *Result) (cells [][]Change, views []int) {
-	return cellChanges(r, stepsOf(FlipWindow, r.Step))
+func CellChanges(r *Result, t Tally) (cells [][]Change, views []int) {
+	return cellChanges(r, t, stepsOf(FlipWindow, r.Step))
 }
 
-// cellChanges is CellChanges over windows of w steps.
-func cellChanges(r *Result, w int) (cells [][]Change, views []int) {
+// cellChanges is CellChanges over windows of w steps. Steps without
+// Leads (a result made before they were counted) tally picks.
+func cellChanges(r *Result, t Tally, w int) (cells [][]Change, views []int) {
 	n := len(r.CDNs)
 	if len(r.Steps) == 0 || len(r.Steps[0].Cells) == 0 {
 		return nil, nil
@@ -306,7 +328,11 @@ func cellChanges(r *Result, w int) (cells [][]Change, views []int) {
 	for c := range len(r.Steps[0].Cells) / n {
 		v := 0
 		for i, st := range r.Steps {
-			series[i] = st.Cells[c*n : (c+1)*n]
+			counts := st.Cells
+			if t == Leads && st.Leads != nil {
+				counts = st.Leads
+			}
+			series[i] = counts[c*n : (c+1)*n]
 			v += sum(series[i])
 		}
 		cells, views = append(cells, changes(series, w)), append(views, v)
@@ -316,8 +342,8 @@ func cellChanges(r *Result, w int) (cells [][]Change, views []int) {
 
 // cellFlips is the view-weighted mean of the flips of each (service, ASN)
 // cell of the scope, over windows of w steps.
-func cellFlips(r *Result, w int) float64 {
-	cells, views := cellChanges(r, w)
+func cellFlips(r *Result, t Tally, w int) float64 {
+	cells, views := cellChanges(r, t, w)
 	var total, weighted float64
 	for c, ch := range cells {
 		total += float64(views[c])
@@ -376,8 +402,10 @@ type Row struct {
 	Failover      Timing
 	Hurt          float64
 	FlipsPer10Min float64
-	MaxShareMove  float64
-	Recovery      Timing
+	// PickFlipsPer10Min: the flips of the CDN the views were picked for.
+	PickFlipsPer10Min float64
+	MaxShareMove      float64
+	Recovery          Timing
 }
 
 // Compare tabulates runs keyed by policy name: "oracle" first, then by
@@ -407,7 +435,7 @@ func Compare(results map[string]*Result) Table {
 		}
 		s := r.Summary
 		row := Row{Policy: n, Views: s.Views, QoE: s.QoE, TotalQoE: s.TotalQoE, Failover: s.Failover, Hurt: s.Hurt,
-			FlipsPer10Min: s.FlipsPer10Min, MaxShareMove: s.MaxShareMove, Recovery: s.Recovery}
+			FlipsPer10Min: s.FlipsPer10Min, PickFlipsPer10Min: s.PickFlipsPer10Min, MaxShareMove: s.MaxShareMove, Recovery: s.Recovery}
 		if oracle != nil {
 			row.Loss, row.HasLoss = oracle.Summary.QoE-s.QoE, true
 		}
@@ -427,7 +455,7 @@ func (t Table) Markdown() string {
 			fmt.Fprintf(&b, " The change is in full effect from %v and undone by %v: failover is timed from the first, recovery from the second.", inc.Full, inc.Over)
 		}
 	}
-	b.WriteString("\n\n| policy | views | mean QoE | QoE delivered | loss vs oracle | failover | hurt | flips / 10 min | max share moved / min | recovery |\n")
+	b.WriteString("\n\n| policy | views | mean QoE | QoE delivered | loss vs oracle | failover | hurt | decision flips / 10 min (pick flips) | max share moved / min | recovery |\n")
 	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, r := range t.Rows {
 		loss, hurt := "n/a", "n/a"
@@ -437,8 +465,8 @@ func (t Table) Markdown() string {
 		if r.Hurt >= 0 {
 			hurt = fmt.Sprintf("%.1f%%", 100*r.Hurt)
 		}
-		fmt.Fprintf(&b, "| %s | %d | %.2f | %.0f | %s | %s | %s | %.1f | %.0f%% | %s |\n", r.Policy, r.Views, r.QoE,
-			r.TotalQoE, loss, r.Failover, hurt, r.FlipsPer10Min, 100*r.MaxShareMove, r.Recovery)
+		fmt.Fprintf(&b, "| %s | %d | %.2f | %.0f | %s | %s | %s | %.1f (%.1f) | %.0f%% | %s |\n", r.Policy, r.Views, r.QoE,
+			r.TotalQoE, loss, r.Failover, hurt, r.FlipsPer10Min, r.PickFlipsPer10Min, 100*r.MaxShareMove, r.Recovery)
 	}
 	return b.String()
 }

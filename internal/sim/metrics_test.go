@@ -188,8 +188,10 @@ func TestCellFlips(t *testing.T) {
 		{"the busier cell switches once", oneSwitch, 3.0 / 4},
 	} {
 		r := &Result{CDNs: []string{"bad", "good"}, Steps: c.steps}
-		if got := cellFlips(r, 5); got != c.want {
-			t.Errorf("%s: cellFlips = %v, want %v", c.name, got, c.want)
+		for _, tally := range []Tally{Picks, Leads} { // no Leads: both tally picks
+			if got := cellFlips(r, tally, 5); got != c.want {
+				t.Errorf("%s: cellFlips(%v) = %v, want %v", c.name, tally, got, c.want)
+			}
 		}
 	}
 	var whole [][]int
@@ -198,6 +200,34 @@ func TestCellFlips(t *testing.T) {
 	}
 	if flips(whole, 5) == 0 {
 		t.Error("the steady cells' sum should flip: the test would show nothing")
+	}
+}
+
+// TestDecisionFlips: an exploration pick that is a window's only view
+// flips the majority of picks there and back; the decisions, which all
+// led with one CDN, did not flip. A decision that moves does.
+func TestDecisionFlips(t *testing.T) {
+	var steps []StepStats
+	for i := range 60 {
+		pick, lead := "o", "o" // one view every 5 steps: a window of one
+		switch {
+		case i%5 != 0:
+			pick, lead = "", ""
+		case i == 20:
+			pick = "b" // explored
+		case i >= 40:
+			pick, lead = "b", "b" // the decision moved
+		}
+		steps = append(steps, StepStats{Cells: series(pick)[0], Leads: series(lead)[0]})
+	}
+	r := &Result{CDNs: []string{"bad", "good"}, Steps: steps}
+	for _, c := range []struct {
+		tally Tally
+		want  float64
+	}{{Leads, 1}, {Picks, 3}} {
+		if got := cellFlips(r, c.tally, 5); got != c.want {
+			t.Errorf("cellFlips(%v) = %v, want %v", c.tally, got, c.want)
+		}
 	}
 }
 
@@ -234,7 +264,7 @@ func TestCompareMarkdown(t *testing.T) {
 		return &Result{Scenario: "hand-made", Policy: policy, Scope: "eu-west",
 			Incident: &Incident{Name: "outage", CDN: "cdn-a", Region: "eu-west", Start: time.Minute, End: 4 * time.Minute},
 			Summary: Summary{Views: 100, QoE: qoe, TotalQoE: 100 * qoe, Failover: fo, Hurt: hurt,
-				FlipsPer10Min: 1.5, MaxShareMove: 0.25, Recovery: notApplicable}}
+				FlipsPer10Min: 1.5, PickFlipsPer10Min: 2.5, MaxShareMove: 0.25, Recovery: notApplicable}}
 	}
 	tab := Compare(map[string]*Result{
 		"static":      mk("static", 80, Timing{Why: "never"}, 1),

@@ -608,3 +608,11 @@ func (m *model) compileEvents(c *Scenario) error {
 type allOnes struct{}
 
 func (allOnes) Uint64() uint64 { return math.MaxUint64 }
+
+// cdnOf is the index of a CDN a steering path answered for a service.
+func (m *model) cdnOf(svc *svcModel, name string) (int, error) {
+	if k, ok := m.cdnIndex[name]; ok && slices.Contains(svc.cdns, k) {
+		return k, nil
+	}
+	return -1, fmt.Errorf("%q, not a CDN of service %s", name, svc.name)
+}

@@ -32,6 +32,15 @@ type Loop interface {
 	Advance(ctx context.Context, now time.Time) error
 }
 
+// leadTeller is a Loop that can tell which CDN leads the decision a query
+// gets: the one its ranking gives the largest weight. A view's pick may be
+// another CDN (exploration, a share being shifted), so the pick alone
+// does not show whether the decision flipped. Loops without it lead with
+// their pick.
+type leadTeller interface {
+	Lead(q steering.Query) (cdn string, err error)
+}
+
 // observer is a Loop that reads the simulated world during a run: the
 // baselines, which need the services' CDN lists and (the oracle) the model.
 type observer interface {
@@ -220,6 +229,7 @@ func (r *runner) step(ctx context.Context, i int, t0, t1 time.Duration) error {
 	st := StepStats{At: t0, New: make([]int, len(m.cdns)), Scope: make([]int, len(m.cdns))}
 	if !r.endless {
 		st.Cells = make([]int, len(m.services)*len(m.asns)*len(m.cdns))
+		st.Leads = make([]int, len(st.Cells))
 	}
 	if !r.endless {
 		r.qSum, r.qN = append(r.qSum, 0), append(r.qN, 0)
@@ -234,7 +244,9 @@ func (r *runner) step(ctx context.Context, i int, t0, t1 time.Duration) error {
 		if v.inScope {
 			st.Scope[v.cdn]++
 			if st.Cells != nil {
-				st.Cells[(v.svc*len(m.asns)+v.asn)*len(m.cdns)+v.cdn]++
+				cell := (v.svc*len(m.asns) + v.asn) * len(m.cdns)
+				st.Cells[cell+v.cdn]++
+				st.Leads[cell+v.lead]++
 			}
 		}
 	}
@@ -288,13 +300,12 @@ func (r *runner) admit(ctx context.Context, a arrival, step int) error {
 	svc := &m.services[a.svc]
 	id := r.prefix + "-" + strconv.Itoa(a.idx)
 	r.w.now = a.at
-	name, err := r.loop.Steer(ctx, steering.Query{Service: svc.name, Location: a.loc, ViewID: id}, a.client)
+	q := steering.Query{Service: svc.name, Location: a.loc, ViewID: id}
+	name, err := r.loop.Steer(ctx, q, a.client)
 	cdn := -1
 	if err == nil {
-		if k, ok := m.cdnIndex[name]; ok && slices.Contains(svc.cdns, k) {
-			cdn = k
-		} else {
-			err = fmt.Errorf("answered %q, not a CDN of service %s", name, svc.name)
+		if cdn, err = m.cdnOf(svc, name); err != nil {
+			err = fmt.Errorf("answered %w", err)
 		}
 	}
 	if err != nil {
@@ -308,8 +319,18 @@ func (r *runner) admit(ctx context.Context, a arrival, step int) error {
 		}
 		cdn = svc.cdns[0]
 	}
+	lead := cdn
+	if lt, ok := r.loop.(leadTeller); ok && err == nil {
+		name, err := lt.Lead(q)
+		if err == nil {
+			lead, err = m.cdnOf(svc, name)
+		}
+		if err != nil {
+			return fmt.Errorf("lead of view %s: %w", id, err)
+		}
+	}
 	v := &view{arrival: a, id: id, session: "s" + id, svcm: svc, cdn: cdn, cdnName: m.cdns[cdn].name,
-		host: m.cdns[cdn].host, inScope: m.scope.has(m, a.asn),
+		host: m.cdns[cdn].host, lead: lead, inScope: m.scope.has(m, a.asn),
 		rng: rand.New(rand.NewPCG(m.seed^0x5eedf00d, uint64(a.idx)))}
 	v.content = contentID(svc, a.idx)
 	v.begin(m, m.perfAt(cdn, a.asn, a.at, r.w.load, 1))

@@ -61,6 +61,7 @@ type view struct {
 	id, session, content string
 	svcm                 *svcModel
 	cdn                  int
+	lead                 int // the CDN the view's decision gave the most weight
 	cdnName, host        string
 	inScope              bool
 	rng                  *rand.Rand

@@ -261,6 +261,32 @@ func (l *Loop) Steer(ctx context.Context, q steering.Query, client netip.Addr) (
 	return l.steer.steer(ctx, l.table, l.log, q, client)
 }
 
+// Lead is the CDN the node's Table gives a query's decision the most
+// weight, whichever CDN the view is picked for: what a flip of the
+// decision is counted on.
+func (l *Loop) Lead(q steering.Query) (string, error) {
+	d, err := l.table.Decide(q)
+	if err != nil {
+		return "", err
+	}
+	return lead(d), nil
+}
+
+// lead is the choice of most weight, the first of those tied; without a
+// ranking, the pick.
+func lead(d steering.Decision) string {
+	if d.Ranking == nil || len(d.Ranking.Choices) == 0 {
+		return d.CDN
+	}
+	best := &d.Ranking.Choices[0]
+	for i := range d.Ranking.Choices {
+		if c := &d.Ranking.Choices[i]; c.Weight > best.Weight {
+			best = c
+		}
+	}
+	return best.CDN
+}
+
 // Stats are the steering requests per path so far, and how many failed.
 func (l *Loop) Stats() map[Path]PathStats { return l.steer.snapshot() }
 

@@ -67,6 +67,18 @@ func TestClosedLoop(t *testing.T) {
 	if s.SteerErrors != 0 || s.Beacons == 0 {
 		t.Errorf("steer errors %d, beacons %d", s.SteerErrors, s.Beacons)
 	}
+	// Each view's decision led with one CDN; exploration picked another
+	// for a few.
+	var views, explored int
+	for _, st := range res.Steps {
+		for i, n := range st.Cells {
+			views += n
+			explored += max(0, n-st.Leads[i])
+		}
+	}
+	if views == 0 || explored == 0 || explored > views/10 {
+		t.Errorf("%d of %d views picked another CDN than their decision led with; want some, and under 10 %%", explored, views)
+	}
 	// The real prober, on the loop's virtual clock, has seen the health
 	// URL fail since: the outage is everywhere.
 	var reason string

@@ -408,3 +408,29 @@ func TestLiveOptions(t *testing.T) {
 		})
 	}
 }
+
+// TestLead: a decision leads with its choice of most weight, the first of
+// those tied, whatever CDN it picked; without a ranking, with its pick.
+func TestLead(t *testing.T) {
+	choices := func(w ...float64) *steering.Ranking {
+		r := &steering.Ranking{}
+		for i, x := range w {
+			r.Choices = append(r.Choices, steering.Choice{CDN: fmt.Sprintf("cdn-%c", 'a'+i), Weight: x})
+		}
+		return r
+	}
+	for _, c := range []struct {
+		name string
+		d    steering.Decision
+		want string
+	}{
+		{"explored", steering.Decision{CDN: "cdn-c", Ranking: choices(0.96, 0.02, 0.02)}, "cdn-a"},
+		{"shift under way", steering.Decision{CDN: "cdn-a", Ranking: choices(0.38, 0.6, 0.02)}, "cdn-b"},
+		{"tied", steering.Decision{CDN: "cdn-b", Ranking: choices(0.49, 0.49, 0.02)}, "cdn-a"},
+		{"no ranking", steering.Decision{CDN: "cdn-b"}, "cdn-b"},
+	} {
+		if got := lead(c.d); got != c.want {
+			t.Errorf("%s: lead %s, want %s", c.name, got, c.want)
+		}
+	}
+}
