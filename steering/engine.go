@@ -635,6 +635,7 @@ type cdnView struct {
 	override    string
 	value       float64 // score + cost bonus
 	candidate   bool    // may lead
+	out         bool    // banned, drained or held down by the probes: takes no views whatever its QoE
 	// byLevel is the score of the CDN's window at each level of the
 	// scope's chain, -1 where it has none: a challenger scored from a
 	// broader window than the leader is compared with the leader's score
@@ -745,6 +746,10 @@ func (e *Engine) rank(wk *worker, st *svcState, s *scopeState, now time.Time, dt
 
 	// Health: operator state, then probes, then passive.
 	bans, pin, split, weights := e.applicable(s.scope, active)
+	for i, cdn := range st.svc.CDNs {
+		p := e.probes[cdn]
+		views[i].out = bans[cdn].Kind != "" || p != nil && p.known && !p.up
+	}
 	e.passive(st, s, views, now, gf)
 	for i, cdn := range st.svc.CDNs {
 		v := &views[i]
@@ -1289,7 +1294,10 @@ func (e *Engine) bestOther(s *scopeState, views []cdnView, i int, q recent) comp
 	for j := range views {
 		// A damped CDN may not lead: what it measures between its
 		// flaps is no reason to move views off another.
-		if j == i || s.passive[j] != HealthUp || s.damped != nil && s.damped[j] {
+		// Nor is a CDN taken out by the operator or the probes: its
+		// QoE, however good, is not on offer (draining the leader
+		// evacuated its stand-in as worse than the CDN drained).
+		if j == i || s.passive[j] != HealthUp || s.damped != nil && s.damped[j] || views[j].out {
 			continue
 		}
 		o := &views[j]
