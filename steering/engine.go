@@ -82,6 +82,9 @@ type svcState struct {
 	// carried are the measured rankings of a snapshot another engine
 	// published (Seed), for scopes this one has not made yet.
 	carried map[Scope]*Ranking
+	// probeDown: per CDN, the probes hold it down; set each tick, read
+	// by every scope's ranking.
+	probeDown []bool
 }
 
 // scopeState is what a scope remembers between ticks.
@@ -488,6 +491,13 @@ func (e *Engine) Tick(now time.Time) []*Snapshot {
 	for _, svc := range e.cat.Services {
 		st := e.svcs[svc.Name]
 		snap := &Snapshot{Service: svc.Name, Version: e.version, At: now}
+		if st.probeDown == nil {
+			st.probeDown = make([]bool, len(svc.CDNs))
+		}
+		for i, cdn := range svc.CDNs {
+			p := e.probes[cdn]
+			st.probeDown[i] = p != nil && p.known && !p.up
+		}
 		if len(st.sorted) != len(st.scopes) {
 			st.sorted = st.sorted[:0]
 			for _, s := range st.scopes {
@@ -747,8 +757,7 @@ func (e *Engine) rank(wk *worker, st *svcState, s *scopeState, now time.Time, dt
 	// Health: operator state, then probes, then passive.
 	bans, pin, split, weights := e.applicable(s.scope, active)
 	for i, cdn := range st.svc.CDNs {
-		p := e.probes[cdn]
-		views[i].out = bans[cdn].Kind != "" || p != nil && p.known && !p.up
+		views[i].out = st.probeDown[i] || bans != nil && bans[cdn].Kind != ""
 	}
 	e.passive(st, s, views, now, gf)
 	for i, cdn := range st.svc.CDNs {
