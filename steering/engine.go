@@ -82,9 +82,9 @@ type svcState struct {
 	// carried are the measured rankings of a snapshot another engine
 	// published (Seed), for scopes this one has not made yet.
 	carried map[Scope]*Ranking
-	// probeDown: per CDN, the probes hold it down; set each tick, read
-	// by every scope's ranking.
-	probeDown []bool
+	// probes: per CDN, its probes' state (nil before the first probe),
+	// looked up once a tick for every scope's ranking.
+	probes []*probeState
 }
 
 // scopeState is what a scope remembers between ticks.
@@ -149,6 +149,9 @@ type probeState struct {
 	detail      string
 	lastChanged time.Time
 }
+
+// down reports whether the probes hold the CDN down (nil: never probed).
+func (p *probeState) down() bool { return p != nil && p.known && !p.up }
 
 type usage struct {
 	month int // year*12+month of the accumulation
@@ -491,12 +494,11 @@ func (e *Engine) Tick(now time.Time) []*Snapshot {
 	for _, svc := range e.cat.Services {
 		st := e.svcs[svc.Name]
 		snap := &Snapshot{Service: svc.Name, Version: e.version, At: now}
-		if st.probeDown == nil {
-			st.probeDown = make([]bool, len(svc.CDNs))
+		if st.probes == nil {
+			st.probes = make([]*probeState, len(svc.CDNs))
 		}
 		for i, cdn := range svc.CDNs {
-			p := e.probes[cdn]
-			st.probeDown[i] = p != nil && p.known && !p.up
+			st.probes[i] = e.probes[cdn]
 		}
 		if len(st.sorted) != len(st.scopes) {
 			st.sorted = st.sorted[:0]
@@ -757,17 +759,17 @@ func (e *Engine) rank(wk *worker, st *svcState, s *scopeState, now time.Time, dt
 	// Health: operator state, then probes, then passive.
 	bans, pin, split, weights := e.applicable(s.scope, active)
 	for i, cdn := range st.svc.CDNs {
-		views[i].out = st.probeDown[i] || bans != nil && bans[cdn].Kind != ""
+		views[i].out = st.probes[i].down() || bans != nil && bans[cdn].Kind != ""
 	}
 	e.passive(st, s, views, now, gf)
 	for i, cdn := range st.svc.CDNs {
 		v := &views[i]
-		switch p := e.probes[cdn]; {
+		switch p := st.probes[i]; {
 		case bans[cdn].Kind == OverrideBan:
 			v.health, v.reason, v.override = HealthBanned, "banned: "+bans[cdn].Reason, bans[cdn].ID
 		case bans[cdn].Kind == OverrideDrain:
 			v.health, v.reason, v.override = HealthDrained, "drained: "+bans[cdn].Reason, bans[cdn].ID
-		case p != nil && p.known && !p.up:
+		case p.down():
 			v.health, v.reason = HealthDown, p.detail
 		case v.health == HealthUp && v.score < 0 && (p == nil || !p.known):
 			v.health, v.reason = HealthUnknown, "no data yet"
