@@ -318,7 +318,7 @@ func CellChanges(r *Result, t Tally) (cells [][]Change, views []int) {
 }
 
 // cellChanges is CellChanges over windows of w steps. Steps without
-// Leads (a result made before they were counted) tally picks.
+// Leads (made by hand, as in tests) tally picks.
 func cellChanges(r *Result, t Tally, w int) (cells [][]Change, views []int) {
 	n := len(r.CDNs)
 	if len(r.Steps) == 0 || len(r.Steps[0].Cells) == 0 {
