@@ -143,8 +143,17 @@ func (d *dnsAsker) exchange(ctx context.Context, m *mdns.Msg) (*mdns.Msg, error)
 	if err == nil && r.Truncated {
 		r, _, err = d.tcp.ExchangeContext(ctx, m, d.addr)
 	}
+	if err == nil && !r.Response {
+		return nil, errNotResponse
+	}
 	return r, err
 }
+
+// errNotResponse: the client read back a message that is no response
+// (QR clear). With nothing listening on the server's port, a UDP client
+// the kernel gave that very port as its own sends the query to itself,
+// and miekg/dns takes it, same ID, for the reply: NOERROR, no answer.
+var errNotResponse = errors.New("the reply is the query itself, not a response: nothing listens on the server's port")
 
 // cdnOf maps the first CNAME, A or AAAA of an answer to its CDN.
 func (d *dnsAsker) cdnOf(answer []mdns.RR) (string, error) {

@@ -3,6 +3,7 @@ package simloop
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -432,5 +433,27 @@ func TestLead(t *testing.T) {
 		if got := lead(c.d); got != c.want {
 			t.Errorf("%s: lead %s, want %s", c.name, got, c.want)
 		}
+	}
+}
+
+// TestDNSOwnQuery: with nothing listening on the DNS server's port, a UDP
+// client that the kernel gives that same port sends the query to itself,
+// and reads it back with the query's ID. That is no answer (QR clear,
+// NOERROR, nothing in it), and must not pass for one.
+func TestDNSOwnQuery(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := pc.LocalAddr().(*net.UDPAddr)
+	_ = pc.Close()
+	d, err := newDNSAsker(addr.String(), testZone, testCatalog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.udp.Dialer = &net.Dialer{LocalAddr: addr} // what the kernel may pick at random
+	_, err = d.ask(t.Context(), "vod", netip.MustParseAddr("192.0.2.1"))
+	if !errors.Is(err, errNotResponse) {
+		t.Fatalf("asking a port nothing listens on, from that port: %v, want %v", err, errNotResponse)
 	}
 }
