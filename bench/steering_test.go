@@ -172,7 +172,7 @@ func medianRun(vs []verdict) (verdict, int) {
 		cells: [4]string{vs[f].cells[0], vs[l].cells[1], vs[fl].cells[2], vs[r].cells[3]}}
 	var each []string
 	for _, v := range vs {
-		each = append(each, fmt.Sprintf("%.0f%%, %.1f (%.1f)", 100*min(v.lossRatio, 9.99), v.flips, v.pickFlips))
+		each = append(each, fmt.Sprintf("%.0f%%, %.2f (%.1f)", 100*min(v.lossRatio, 9.99), v.flips, v.pickFlips))
 	}
 	out.line = fmt.Sprintf("| %s | %s | %s | %s | %s | %s |", vs[0].name, out.cells[0], out.cells[1], out.cells[2], out.cells[3], strings.Join(each, "; "))
 	return out, l
@@ -227,7 +227,8 @@ func judge(name string, res *sim.Result, all map[string]*sim.Result) verdict {
 	}
 	v.lossRatio = ratio
 	v.flips, v.pickFlips = s.FlipsPer10Min, s.PickFlipsPer10Min
-	fig := fmt.Sprintf("%.1f (%.1f)", s.FlipsPer10Min, s.PickFlipsPer10Min)
+	// Two decimals: the goal is a line a median can sit on.
+	fig := fmt.Sprintf("%.2f (%.1f)", s.FlipsPer10Min, s.PickFlipsPer10Min)
 	flips := cell(s.FlipsPer10Min <= 2, fig)
 	if name != "flapping" && name != "within-noise" {
 		flips = fig
