@@ -2,6 +2,7 @@ package steering
 
 import (
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -59,7 +60,8 @@ func benchWorld(tb testing.TB, nCDN, nRegion, nASN int) (*Engine, time.Time) {
 // every window's figures and quantiles are recomputed before the ranking;
 // "steady" is the ranking recompute alone: every scope ranked again on
 // fresh data (one new beacon a tick keeps the inputs from going stale,
-// which would take a cheaper path).
+// which would take a cheaper path). "sketch-reads", "scores" and "ranked"
+// time the three parts of all-dirty alone.
 func BenchmarkTick(b *testing.B) {
 	e, now := benchWorld(b, 20, 300, 50)
 	e.Tick(now) // the first tick creates every scope's state
@@ -84,6 +86,81 @@ func BenchmarkTick(b *testing.B) {
 			for i := range leaves {
 				observe(&leaves[i])
 			}
+			b.StartTimer()
+			e.Tick(now)
+		}
+	})
+	// The floors under all-dirty: its parts, each timed alone on the
+	// tick's workers, after a round of new views in every leaf window. They
+	// are not the engine's work but what no design of it that keeps a
+	// sketch per figure and window, and its rules, can do without.
+	//
+	// sketch-reads: the five quantiles of every window read from its
+	// sketches, in scope order (the order the windows were made, and so
+	// mostly their order in memory), after the new views have put sketch
+	// pages where their arrival put them. Nothing scored or ranked.
+	var wins []*window
+	fresh := func(b *testing.B) {
+		b.StopTimer()
+		now = now.Add(time.Second)
+		for i := range leaves {
+			observe(&leaves[i])
+		}
+		wins = wins[:0]
+		for _, st := range e.svcs {
+			for _, s := range st.sorted {
+				for i := range s.hot {
+					if w := s.hot[i].win; w != nil {
+						wins = append(wins, w)
+					}
+				}
+			}
+		}
+		runtime.GC() // the setup's garbage is not the part's cost
+		b.StartTimer()
+	}
+	b.Run("sketch-reads", func(b *testing.B) {
+		fresh(b)
+		sums := make([]float64, len(wins))
+		for b.Loop() {
+			e.parallel(len(wins), func(_ *worker, i int) {
+				w := wins[i]
+				a, c := w.startup.quantiles(0.5, 0.9)
+				t, _ := w.tput.quantiles(0.5, -1)
+				r, _ := w.bitrate.quantiles(0.5, -1)
+				f, _ := w.ttfb.quantiles(0.5, -1)
+				sums[i] = a + c + t + r + f
+			})
+		}
+		b.ReportMetric(float64(len(wins)), "windows")
+	})
+	// scores: every window's figures scored as a refresh scores them (the
+	// slow figures, and the fast ones from their means), from figures
+	// read beforehand. No sketch read, nothing ranked.
+	b.Run("scores", func(b *testing.B) {
+		fresh(b)
+		b.StopTimer()
+		stats := make([]Stats, len(wins))
+		for i, w := range wins {
+			stats[i] = w.computeStats()
+		}
+		sums := make([]float64, len(wins))
+		b.StartTimer()
+		for b.Loop() {
+			e.parallel(len(wins), func(_ *worker, i int) {
+				a, c, d, f := scores(stats[i], e.pol.Weights)
+				_, g, h, _ := scores(Stats{Figures: wins[i].fast.figures()}, e.pol.Weights)
+				sums[i] = a + c + d + f + g + h
+			})
+		}
+	})
+	// ranked: the tick after every window was refreshed, untimed: every
+	// scope ranked on new scores. No figure recomputed.
+	b.Run("ranked", func(b *testing.B) {
+		for b.Loop() {
+			fresh(b)
+			b.StopTimer()
+			e.refreshDirty()
 			b.StartTimer()
 			e.Tick(now)
 		}
