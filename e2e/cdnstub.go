@@ -12,7 +12,7 @@ import (
 )
 
 // CDN is a stand-in for one CDN: it serves a media directory over HTTP on
-// 127.0.0.1 with CORS, through one shared throttled link, records every
+// a loopback address with CORS, through one shared throttled link, records every
 // request, and can be killed like a failed edge.
 type CDN struct {
 	Name string
@@ -44,7 +44,14 @@ type Request struct {
 // across all connections (0: unthrottled): players turn download times
 // into bandwidth estimates, and on loopback those are meaningless.
 func StartCDN(name, dir string, bitsPerSecond int64) (*CDN, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return StartCDNOn(name, dir, bitsPerSecond, "127.0.0.1:0")
+}
+
+// StartCDNOn is StartCDN on a given address: another loopback address
+// (127.0.0.3) with a port in use on 127.0.0.1 is a CDN on another host
+// name with the same port, which is what a content steering clone needs.
+func StartCDNOn(name, dir string, bitsPerSecond int64, addr string) (*CDN, error) {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("cdn %s: listen: %w", name, err)
 	}

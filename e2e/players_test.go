@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -45,7 +46,10 @@ type stack struct {
 	manifests map[string][]byte // path on the origin -> body
 }
 
-func startStack(t *testing.T) *stack {
+// stackOption changes the stack and its config before its app starts.
+type stackOption func(t *testing.T, s *stack, cfg *config.Config)
+
+func startStack(t *testing.T, opts ...stackOption) *stack {
 	t.Helper()
 	node := requireBrowser(t)
 	requireTool(t, "ffmpeg")
@@ -72,6 +76,9 @@ func startStack(t *testing.T) *stack {
 	cfg.Ingest.RateLimit.PerClientRPS = 0
 	cfg.Consume.BatchInterval = config.Duration(100 * time.Millisecond)
 	cfg.Services = []config.Service{{Name: "vod", CDNs: []string{"cdn-a", "cdn-b"}}, {Name: "live", CDNs: []string{"cdn-b", "cdn-a"}}}
+	for _, o := range opts {
+		o(t, s, &cfg)
+	}
 	for i := range cfg.CDNs {
 		if c := s.cdns[cfg.CDNs[i].Name]; c != nil {
 			cfg.CDNs[i].BaseURL = c.URL()
@@ -402,11 +409,33 @@ func counter(t *testing.T, a *app.App, name, lv string) float64 {
 	return sum
 }
 
+// withCloneC adds cdn-c to vod as a clone of cdn-a's pathway: the steered
+// manifests name only cdn-a and cdn-b, and players learn cdn-c from the
+// steering manifest's PATHWAY-CLONES. Its stub listens on cdn-a's port on
+// another loopback address, since a clone changes only the host name.
+func withCloneC(t *testing.T, s *stack, cfg *config.Config) {
+	_, port, err := net.SplitHostPort(s.cdns["cdn-a"].Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := StartCDNOn("cdn-c", s.media.Dir, linkBPS, net.JoinHostPort("127.0.0.3", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	s.cdns["cdn-c"] = c
+	cfg.Services[0] = config.Service{Name: "vod", CDNs: []string{"cdn-a", "cdn-b", "cdn-c"}, Clones: map[string]string{"cdn-c": "cdn-a"}}
+}
+
 // startSteered starts the stack with cdn-a ranked first and a player of
 // the given kind on the steered manifest; wait returns its result.
-func startSteered(t *testing.T, player, view string) (s *stack, a, b *CDN, wait func() playResult) {
+func startSteered(t *testing.T, player, view string, opts ...stackOption) (s *stack, a, b *CDN, wait func() playResult) {
 	t.Helper()
-	s = startStack(t)
+	s = startStack(t, opts...)
 	s.rank(t, 1, "cdn-a", "cdn-b")
 	hlsURL, dashURL := s.steer(t)
 	src := map[string]string{"hls": hlsURL, "dash": dashURL}[player]
@@ -470,6 +499,36 @@ func TestContentSteering(t *testing.T) {
 			}
 			t.Logf("%s moved to cdn-b %v after the new ranking; steering polls %d; max stall %d ms",
 				player, moved.Round(100*time.Millisecond), len(res.Steering), res.MaxStallMS)
+		})
+		t.Run(player+"/clone", func(t *testing.T) {
+			s, a, _, wait := startSteered(t, player, "e2e-clone-"+player, withCloneC)
+			c := s.cdns["cdn-c"]
+
+			poll(t, 25*time.Second, "cdn-a serves 3 segments", func() bool { return len(a.Segments()) >= 3 })
+			switched := time.Now()
+			s.rank(t, 2, "cdn-c", "cdn-a")
+			poll(t, 10*time.Second, "segments move to the clone cdn-c after it was ranked first", func() bool {
+				return segmentsSince(c, switched) >= 2
+			})
+			res := wait()
+			cloned := false
+			for _, m := range res.Steering {
+				cloned = cloned || len(m.Priority) > 0 && m.Priority[0] == "cdn-c"
+			}
+			if !cloned {
+				t.Errorf("no steering manifest put cdn-c first: %+v", res.Steering)
+			}
+			last := res.Frags[len(res.Frags)-1]
+			if last.Host != c.Addr() {
+				t.Errorf("last fragment from %+v, want the clone's host %s", last, c.Addr())
+			}
+			if res.CDN != "cdn-c" {
+				t.Errorf("plugin reports cdn %q at the end, want cdn-c", res.CDN)
+			}
+			if res.MaxStallMS > 2000 {
+				t.Errorf("stalled %d ms moving to the clone", res.MaxStallMS)
+			}
+			t.Logf("%s moved to the clone cdn-c (%s); %d segments from it; max stall %d ms", player, c.Addr(), segmentsSince(c, switched), res.MaxStallMS)
 		})
 		t.Run(player+"/failover", func(t *testing.T) {
 			_, a, b, wait := startSteered(t, player, "e2e-kill-"+player)

@@ -417,6 +417,34 @@ func TestEngineRefuses(t *testing.T) {
 	}
 }
 
+// TestCloneHost: a clone takes only the host, because hls.js keeps the
+// base URI's port and path and dash.js takes the port from HOST.
+func TestCloneHost(t *testing.T) {
+	for _, tc := range []struct {
+		base, clone, host, err string
+	}{
+		{"https://a.example/media/", "https://c.example/media/", "c.example", ""},
+		{"https://a.example/media", "https://c.example/media/", "c.example", ""}, // a trailing slash is not a path
+		{"http://127.0.0.1:9001/", "http://127.0.0.3:9001/", "127.0.0.3:9001", ""},
+		{"https://a.example", "https://c.example:443", "c.example:443", ""}, // the default port, spelt out
+		{"http://[2001:db8::1]:8080/v/", "http://[2001:db8::3]:8080/v/", "[2001:db8::3]:8080", ""},
+		{"https://a.example/media/", "http://c.example/media/", "", `has scheme "http"`},
+		{"http://127.0.0.1:9001/", "http://127.0.0.1:9002/", "", "has port 9002"},
+		{"https://a.example/media/", "https://c.example/vod/", "", `has path "/vod/"`},
+		{"https://a.example/", "https://c.example/?k=1", "", "has a query"},
+		{"https://a.example/", "https:///media/", "", "has no host"},
+		{"https://a.example/", "%zz", "", "clone url"},
+	} {
+		host, err := CloneHost(tc.base, tc.clone)
+		switch {
+		case tc.err == "" && (err != nil || host != tc.host):
+			t.Errorf("CloneHost(%q, %q) = %q, %v; want %q", tc.base, tc.clone, host, err, tc.host)
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("CloneHost(%q, %q) = %q, %v; want an error with %q", tc.base, tc.clone, host, err, tc.err)
+		}
+	}
+}
+
 func TestCatalogAndPolicyValidate(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -433,6 +461,13 @@ func TestCatalogAndPolicyValidate(t *testing.T) {
 		{"twice", func(c *Catalog) { c.Services[0].CDNs = []string{"cdn-a", "cdn-a"} }, "listed twice"},
 		{"no cdns", func(c *Catalog) { c.Services[0].CDNs = nil }, "no cdns"},
 		{"dup service", func(c *Catalog) { c.Services[1].Name = "vod" }, `"vod" is repeated`},
+		{"clone not a cdn of the service", func(c *Catalog) { c.Services[1].Clones = map[string]string{"cdn-c": "cdn-a"} }, `service "live": clone "cdn-c" is not one of its cdns`},
+		{"clone of no pathway", func(c *Catalog) { c.Services[0].Clones = map[string]string{"cdn-c": "cdn-z"} }, `base pathway "cdn-z" is not one of its cdns`},
+		{"clone of a clone", func(c *Catalog) { c.Services[0].Clones = map[string]string{"cdn-c": "cdn-b", "cdn-b": "cdn-a"} }, `base pathway "cdn-b" is a clone itself`},
+		{"clone on another port", func(c *Catalog) {
+			c.CDNs[2].BaseURL = "https://c.example:8443"
+			c.Services[0].Clones = map[string]string{"cdn-c": "cdn-a"}
+		}, `clone "cdn-c" of "cdn-a": clone url "https://c.example:8443" has port 8443, its base "https://a.example" has 443`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := demoCatalog()

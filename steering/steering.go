@@ -7,9 +7,13 @@ package steering
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"net/netip"
+	"net/url"
+	"slices"
 	"strconv"
+	"strings"
 )
 
 // CDN is one delivery network a service can be steered to.
@@ -38,6 +42,13 @@ type Service struct {
 	// CDNs in static fallback order: the order used when there is no data,
 	// when inputs are stale, and when every CDN is down (fail-open).
 	CDNs []string
+	// Clones are the service's CDNs that its manifests do not name as
+	// content steering pathways, each with the pathway it is cloned from:
+	// the steering manifest hands them to players as PATHWAY-CLONES (the
+	// base pathway's URIs with the clone's host), so a CDN can be added
+	// without repackaging a manifest. A clone's base URL differs from its
+	// base's only in the host name (see CloneHost).
+	Clones map[string]string
 }
 
 // Catalog is the static part of the world: which services exist and which
@@ -96,8 +107,74 @@ func (c Catalog) Validate() error {
 			}
 			seen[n] = true
 		}
+		for _, clone := range slices.Sorted(maps.Keys(s.Clones)) {
+			base := s.Clones[clone]
+			switch {
+			case !seen[clone]:
+				return fmt.Errorf("service %q: clone %q is not one of its cdns", s.Name, clone)
+			case !seen[base]:
+				return fmt.Errorf("service %q: clone %q: base pathway %q is not one of its cdns", s.Name, clone, base)
+			case s.Clones[base] != "":
+				return fmt.Errorf("service %q: clone %q: base pathway %q is a clone itself; clone a pathway of the manifests", s.Name, clone, base)
+			}
+			if _, err := CloneHost(c.cdn(base).baseURL(), c.cdn(clone).baseURL()); err != nil {
+				return fmt.Errorf("service %q: clone %q of %q: %w", s.Name, clone, base, err)
+			}
+		}
 	}
 	return nil
+}
+
+// baseURL is BaseURL, or https://<Host> when it is empty.
+func (d CDN) baseURL() string {
+	if d.BaseURL != "" {
+		return d.BaseURL
+	}
+	return "https://" + d.Host
+}
+
+// CloneHost is where a content steering pathway clone moves the base
+// pathway's URIs, under base URL base, for a CDN whose base URL is clone:
+// the clone's host, with its port when the URL has one (the steering
+// server writes HOST from it in the form each player reads).
+//
+// The two players replace the host differently: hls.js sets the URL's
+// host name and keeps the base URI's port and path; dash.js builds
+// scheme://HOST plus the base URL's path. Both land on the clone's base
+// URL only if it has the base's scheme, port and path, so anything else
+// is an error rather than a pathway that one player would get wrong.
+func CloneHost(base, clone string) (string, error) {
+	b, err := url.Parse(base)
+	if err != nil {
+		return "", fmt.Errorf("base url %q: %w", base, err)
+	}
+	c, err := url.Parse(clone)
+	if err != nil {
+		return "", fmt.Errorf("clone url %q: %w", clone, err)
+	}
+	port := func(u *url.URL) string {
+		if p := u.Port(); p != "" {
+			return p
+		}
+		if u.Scheme == "http" {
+			return "80"
+		}
+		return "443"
+	}
+	path := func(u *url.URL) string { return strings.TrimSuffix(u.EscapedPath(), "/") }
+	switch {
+	case c.Hostname() == "":
+		return "", fmt.Errorf("clone url %q has no host", clone)
+	case b.Scheme != c.Scheme:
+		return "", fmt.Errorf("clone url %q has scheme %q, its base %q has %q: a clone changes only the host", clone, c.Scheme, base, b.Scheme)
+	case port(b) != port(c):
+		return "", fmt.Errorf("clone url %q has port %s, its base %q has %s: a clone changes only the host", clone, port(c), base, port(b))
+	case path(b) != path(c):
+		return "", fmt.Errorf("clone url %q has path %q, its base %q has %q: a clone changes only the host", clone, c.EscapedPath(), base, b.EscapedPath())
+	case c.RawQuery != "" || b.RawQuery != "":
+		return "", fmt.Errorf("clone url %q or its base %q has a query: a clone changes only the host", clone, base)
+	}
+	return c.Host, nil
 }
 
 // MaxCDNs bounds the CDNs of one service so a decision fits fixed arrays.

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net"
 	"net/netip"
@@ -268,6 +269,12 @@ var AdminRoles = []string{"viewer", "operator", "admin"}
 type Service struct {
 	Name string   `yaml:"name"`
 	CDNs []string `yaml:"cdns"`
+	// Clones: CDNs of the service that its manifests do not name as
+	// content steering pathways, each with the pathway to clone (clone:
+	// base). Players get them as PATHWAY-CLONES: the base's URIs on the
+	// clone's host. The clone's base_url must be its base's with only the
+	// host name changed.
+	Clones map[string]string `yaml:"clones"`
 }
 
 // DNS configures the authoritative steering DNS server that the steer
@@ -447,7 +454,7 @@ func (c Config) Catalog() steering.Catalog {
 		})
 	}
 	for _, s := range c.Services {
-		cat.Services = append(cat.Services, steering.Service{Name: s.Name, CDNs: slices.Clone(s.CDNs)})
+		cat.Services = append(cat.Services, steering.Service{Name: s.Name, CDNs: slices.Clone(s.CDNs), Clones: maps.Clone(s.Clones)})
 	}
 	return cat
 }

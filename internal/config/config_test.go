@@ -183,6 +183,7 @@ func TestBadFixtures(t *testing.T) {
 		"cdn_addrs.yaml":            `cdns[0].addrs[1]: "192.0.2.300" is not an IPv4 or IPv6 address`,
 		"dns_sample.yaml":           "dns.decision_log_sample: 2 is not in 0..1",
 		"base_url.yaml":             `cdns[0].base_url: "https://a.example.net/media?x=1" has a query`,
+		"clone_path.yaml":           `service "vod": clone "cdn-c" of "cdn-a": clone url "https://c.example.net" has path "", its base "https://a.example.net/media/" has "/media/"`,
 		"signing_scheme.yaml":       `cdns[0].signing.scheme: "cloudfront" is not akamai2`,
 		"signing_key_unset.yaml":    "cdns[0].signing.key_env: the environment variable CDN_A_TOKEN_KEY is not set",
 		"signing_orphan.yaml":       "cdns[0].signing.scheme: required when any other signing key is set",

@@ -7,13 +7,17 @@
 package redirect
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -92,8 +96,11 @@ type Server struct {
 // service is one steered service as the handlers need it.
 type service struct {
 	name     string
-	pathways map[string]bool // its CDNs: the pathway ids of its manifests
+	pathways map[string]bool // its CDNs: the pathway ids of its manifests, and its clones
 	static   []string        // CDNs in static order
+	// hlsClones and dashClones: `,"PATHWAY-CLONES":[...]` of every
+	// steering manifest (see cloneLists); empty without clones.
+	hlsClones, dashClones []byte
 }
 
 // New checks the options and builds the server.
@@ -166,9 +173,55 @@ func New(o Options) (*Server, error) {
 		for _, c := range sv.CDNs {
 			p[c] = true
 		}
-		s.services[sv.Name] = &service{name: sv.Name, pathways: p, static: sv.CDNs}
+		svc := &service{name: sv.Name, pathways: p, static: sv.CDNs}
+		if svc.hlsClones, svc.dashClones, err = s.cloneLists(sv); err != nil {
+			return nil, err
+		}
+		s.services[sv.Name] = svc
 	}
 	return s, nil
+}
+
+// cloneLists are the PATHWAY-CLONES member of a service's steering
+// manifests for HLS and for DASH players, written once: every clone,
+// whether or not the view's ranking puts it first, because a player that
+// meets a pathway id in PATHWAY-PRIORITY before its clone was defined
+// ignores it. Players skip a clone whose id their manifest already has.
+//
+// The two differ only when the base URLs carry a port. HOST is a host
+// name to hls.js, which sets the URL's hostname to it (a value with a
+// port is refused, and the URI is left on the base pathway) and keeps
+// the base URI's port; dash.js builds scheme://HOST plus the base path,
+// so without the port it would drop it.
+func (s *Server) cloneLists(sv steering.Service) (hls, dash []byte, err error) {
+	if len(sv.Clones) == 0 {
+		return nil, nil, nil
+	}
+	var hc, dc []Clone
+	for _, id := range slices.Sorted(maps.Keys(sv.Clones)) {
+		base := sv.Clones[id]
+		host, err := steering.CloneHost(s.bases[base], s.bases[id])
+		if err != nil {
+			return nil, nil, fmt.Errorf("http steering: service %q: clone %q of %q: %w", sv.Name, id, base, err)
+		}
+		name := host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			name = h
+			if strings.Contains(h, ":") {
+				name = "[" + h + "]" // an IPv6 literal, as a URL's hostname has it
+			}
+		}
+		hc = append(hc, Clone{BaseID: base, ID: id, URIReplacement: URIReplacement{Host: name}})
+		dc = append(dc, Clone{BaseID: base, ID: id, URIReplacement: URIReplacement{Host: host}})
+	}
+	if hls, err = json.Marshal(hc); err == nil {
+		dash, err = json.Marshal(dc)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("http steering: service %q: clones: %w", sv.Name, err)
+	}
+	member := []byte(`,"PATHWAY-CLONES":`)
+	return append(slices.Clip(member), hls...), append(slices.Clip(member), dash...), nil
 }
 
 // Register mounts the endpoints on mux.

@@ -231,6 +231,11 @@ func TestSteering(t *testing.T) {
 	bDown := ranking(steering.RuleMeasured, steering.FiredFailover, choice("cdn-a", 1, steering.HealthUp), choice("cdn-b", 0, steering.HealthDown), choice("cdn-c", 0, steering.HealthUp))
 	cBanned := ranking(steering.RuleMeasured, 0, choice("cdn-b", 1, steering.HealthUp), choice("cdn-a", 0, steering.HealthDrained), choice("cdn-c", 0, steering.HealthBanned))
 	allDown := ranking(steering.RuleFailOpen, steering.FiredStaticOrder, choice("cdn-a", 1, steering.HealthDown), choice("cdn-b", 0, steering.HealthDown), choice("cdn-c", 0, steering.HealthDown))
+	cFirst := ranking(steering.RuleMeasured, 0, choice("cdn-c", 0.9, steering.HealthUp), choice("cdn-a", 0.08, steering.HealthUp), choice("cdn-b", 0.02, steering.HealthUp))
+	cloneC := func(o *Options) {
+		o.Catalog.CDNs[2].BaseURL = "https://c.example.net/media/"
+		o.Catalog.Services[0].Clones = map[string]string{"cdn-c": "cdn-a"}
+	}
 	st := func(v viewState) string { return string(v.encode(nil)) }
 	demotedUntil := testNow.Add(time.Minute).Unix()
 	cases := []struct {
@@ -258,6 +263,10 @@ func TestSteering(t *testing.T) {
 		{"cmcd_sid_names_the_view", "/steer/vod?CMCD=" + url.QueryEscape(`sid="cmcd-view-1"`), normal, nil, nil},
 		{"cmcd_header_names_the_view", "/steer/vod", normal, nil, map[string]string{"CMCD-Session": `sid="cmcd-view-2"`}},
 		{"shed_raises_ttl", "/steer/vod?_ss=" + st(viewState{view: "v-1"}), normal, func(o *Options) { o.ShedAboveRPS = 0.5 }, nil},
+		// cdn-c is not in vod's manifests: a clone of cdn-a's pathway on
+		// its own host, ranked first.
+		{"hls_clone_first", "/steer/vod?_HLS_pathway=cdn-a", cFirst, cloneC, nil},
+		{"dash_clone_reported_back", `/steer/vod?_DASH_pathway="cdn-a,cdn-b,cdn-c"&_DASH_throughput=0,0,0`, cFirst, cloneC, nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -299,6 +308,15 @@ func checkManifest(t *testing.T, rec *httptest.ResponseRecorder, svc *service) {
 			t.Fatalf("priority %v repeats or names an unknown pathway", m.Priority)
 		}
 		seen[p] = true
+	}
+	clones := map[string]bool{}
+	for _, c := range m.Clones {
+		clones[c.ID] = true
+	}
+	for _, c := range m.Clones {
+		if !svc.pathways[c.ID] || !svc.pathways[c.BaseID] || clones[c.BaseID] || c.URIReplacement.Host == "" {
+			t.Fatalf("clone %+v: unknown pathway, a clone of a clone, or no host", c)
+		}
 	}
 	if rec.Header().Get("Access-Control-Allow-Origin") != "*" || rec.Header().Get("Cache-Control") != "no-store" {
 		t.Errorf("headers %v", rec.Header())
@@ -354,6 +372,29 @@ func golden(t *testing.T, path string, got []byte) {
 	}
 }
 
+// TestCloneHostPerPlayer: with a port in the base URLs, HOST is the host
+// name for hls.js (which refuses a port there and keeps the base's) and
+// host:port for dash.js (which takes the port from HOST).
+func TestCloneHostPerPlayer(t *testing.T) {
+	f := newFixture(t, ranking(steering.RuleMeasured, 0, choice("cdn-c", 1, steering.HealthUp), choice("cdn-b", 0, steering.HealthUp)), func(o *Options) {
+		o.Catalog.CDNs[2].BaseURL = "http://127.0.0.3:9002"
+		o.Catalog.Services[0].Clones = map[string]string{"cdn-c": "cdn-b"}
+	})
+	for _, c := range []struct{ target, host string }{
+		{"/steer/vod?_HLS_pathway=cdn-b", "127.0.0.3"},
+		{`/steer/vod?_DASH_pathway="cdn-a,cdn-b"`, "127.0.0.3:9002"},
+		{"/steer/vod", "127.0.0.3"}, // no player named: the host name, as the HLS draft defines HOST
+	} {
+		var m Manifest
+		if err := json.Unmarshal(f.get(t, c.target, nil).Body.Bytes(), &m); err != nil {
+			t.Fatal(err)
+		}
+		if len(m.Clones) != 1 || m.Clones[0].URIReplacement.Host != c.host || m.Priority[0] != "cdn-c" {
+			t.Errorf("%s: clones %+v, priority %v; want cdn-c first on HOST %s", c.target, m.Clones, m.Priority, c.host)
+		}
+	}
+}
+
 func TestPreflight(t *testing.T) {
 	f := newFixture(t, nil, nil)
 	for _, target := range []string{"/steer/vod", "/r/vod/x.m3u8"} {
@@ -404,6 +445,12 @@ func TestNewRejects(t *testing.T) {
 		"signer of no cdn":  func(o *Options) { o.Signers = map[string]Signer{"cdn-z": &Akamai2{}} },
 		"bad base url": func(o *Options) {
 			o.Catalog.CDNs[0].BaseURL = "ftp://x"
+		},
+		// cdn-c's base URL is https://c.example.net: not cdn-a's path.
+		"clone on another path": func(o *Options) { o.Catalog.Services[0].Clones = map[string]string{"cdn-c": "cdn-a"} },
+		"clone of a clone": func(o *Options) {
+			o.Catalog.CDNs[2].BaseURL = "https://c.example.net/media"
+			o.Catalog.Services[0].Clones = map[string]string{"cdn-c": "cdn-a", "cdn-a": "cdn-b"}
 		},
 	} {
 		o := base()

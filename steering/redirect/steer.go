@@ -94,7 +94,21 @@ type Manifest struct {
 	Version  int      `json:"VERSION"`
 	TTL      int      `json:"TTL"`
 	Reload   string   `json:"RELOAD-URI"`
+	Clones   []Clone  `json:"PATHWAY-CLONES,omitempty"`
 	Priority []string `json:"PATHWAY-PRIORITY"`
+}
+
+// Clone is a pathway the manifests lack, made by the player from a
+// pathway they have: its URIs with another host.
+type Clone struct {
+	BaseID         string         `json:"BASE-ID"`
+	ID             string         `json:"ID"`
+	URIReplacement URIReplacement `json:"URI-REPLACEMENT"`
+}
+
+// URIReplacement of a clone: only the host (steering.CloneHost).
+type URIReplacement struct {
+	Host string `json:"HOST"`
 }
 
 // viewState rides in the RELOAD-URI (`_ss`), so any node can answer a
@@ -173,7 +187,8 @@ func pathwayOK(p string) bool {
 }
 
 // serveSteering answers GET /steer/{service} with a steering manifest
-// (VERSION 1, TTL, RELOAD-URI, PATHWAY-PRIORITY) that one JSON body
+// (VERSION 1, TTL, RELOAD-URI, PATHWAY-CLONES when the service has
+// clones, PATHWAY-PRIORITY) that one JSON body
 // serves to HLS and DASH players alike. The priority is the engine's pick
 // for this view first, then the rest of its ranking; a pathway this view
 // reported as too slow for the ladder, or left on its own, goes last for
@@ -246,7 +261,13 @@ func (s *Server) serveSteering(w http.ResponseWriter, r *http.Request) {
 	}
 	b = append(b, "_ss="...)
 	b = st.encode(b)
-	b = append(b, `","PATHWAY-PRIORITY":[`...)
+	b = append(b, '"')
+	if q.protocol == "dash" {
+		b = append(b, svc.dashClones...)
+	} else {
+		b = append(b, svc.hlsClones...)
+	}
+	b = append(b, `,"PATHWAY-PRIORITY":[`...)
 	for i, p := range order {
 		if i > 0 {
 			b = append(b, ',')
