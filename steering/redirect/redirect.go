@@ -186,7 +186,8 @@ func New(o Options) (*Server, error) {
 // manifests for HLS and for DASH players, written once: every clone,
 // whether or not the view's ranking puts it first, because a player that
 // meets a pathway id in PATHWAY-PRIORITY before its clone was defined
-// ignores it. Players skip a clone whose id their manifest already has.
+// ignores it. hls.js skips a clone whose id its manifest already has;
+// dash.js does not look, and would add a second location of that name.
 //
 // The two differ only when the base URLs carry a port. HOST is a host
 // name to hls.js, which sets the URL's hostname to it (a value with a
