@@ -501,34 +501,43 @@ func TestContentSteering(t *testing.T) {
 				player, moved.Round(100*time.Millisecond), len(res.Steering), res.MaxStallMS)
 		})
 		t.Run(player+"/clone", func(t *testing.T) {
-			s, a, _, wait := startSteered(t, player, "e2e-clone-"+player, withCloneC)
-			c := s.cdns["cdn-c"]
+			// cdn-c, ranked first from the start, is in no manifest: the
+			// player meets it in the first steering answer (dash.js asks
+			// before it has fetched anything, so before it can name a
+			// location), then leaves it for cdn-a when the ranking says so.
+			s := startStack(t, withCloneC)
+			a, c := s.cdns["cdn-a"], s.cdns["cdn-c"]
+			s.rank(t, 1, "cdn-c", "cdn-a")
+			hlsURL, dashURL := s.steer(t)
+			src := map[string]string{"hls": hlsURL, "dash": dashURL}[player]
+			wait := s.play(t, s.pageURL(player, src, "e2e-clone-"+player, nil), 22*time.Second)
 
-			poll(t, 25*time.Second, "cdn-a serves 3 segments", func() bool { return len(a.Segments()) >= 3 })
+			poll(t, 25*time.Second, "the clone cdn-c serves 3 segments", func() bool { return len(c.Segments()) >= 3 })
 			switched := time.Now()
-			s.rank(t, 2, "cdn-c", "cdn-a")
-			poll(t, 10*time.Second, "segments move to the clone cdn-c after it was ranked first", func() bool {
-				return segmentsSince(c, switched) >= 2
+			s.rank(t, 2, "cdn-a", "cdn-c")
+			poll(t, 10*time.Second, "segments move from the clone to cdn-a after the ranking changed", func() bool {
+				return segmentsSince(a, switched) >= 2
 			})
 			res := wait()
-			cloned := false
-			for _, m := range res.Steering {
-				cloned = cloned || len(m.Priority) > 0 && m.Priority[0] == "cdn-c"
+			if len(res.Steering) == 0 || len(res.Steering[0].Priority) == 0 || res.Steering[0].Priority[0] != "cdn-c" {
+				t.Errorf("first steering manifest %+v, want cdn-c first", res.Steering)
 			}
-			if !cloned {
-				t.Errorf("no steering manifest put cdn-c first: %+v", res.Steering)
+			if !hasBeacon(res, "cdn_switch", "cdn-a", "cdn-c") {
+				t.Errorf("no cdn_switch cdn-c -> cdn-a beacon: %v", res.Beacons)
 			}
-			last := res.Frags[len(res.Frags)-1]
-			if last.Host != c.Addr() {
-				t.Errorf("last fragment from %+v, want the clone's host %s", last, c.Addr())
-			}
-			if res.CDN != "cdn-c" {
-				t.Errorf("plugin reports cdn %q at the end, want cdn-c", res.CDN)
+			// A clone on a wrong host or port shows as failed requests
+			// before the player finds its way. hls.js aborting a load it
+			// began on the playlist's default pathway, before the first
+			// steering answer moved it, is its own doing.
+			for _, e := range res.Errors {
+				if e["code"] != "aborted" {
+					t.Errorf("player error: %v", e)
+				}
 			}
 			if res.MaxStallMS > 2000 {
-				t.Errorf("stalled %d ms moving to the clone", res.MaxStallMS)
+				t.Errorf("stalled %d ms", res.MaxStallMS)
 			}
-			t.Logf("%s moved to the clone cdn-c (%s); %d segments from it; max stall %d ms", player, c.Addr(), segmentsSince(c, switched), res.MaxStallMS)
+			t.Logf("%s played %d segments from the clone cdn-c (%s), then moved to cdn-a; max stall %d ms", player, len(c.Segments()), c.Addr(), res.MaxStallMS)
 		})
 		t.Run(player+"/failover", func(t *testing.T) {
 			_, a, b, wait := startSteered(t, player, "e2e-kill-"+player)

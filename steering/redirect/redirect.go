@@ -193,7 +193,11 @@ func New(o Options) (*Server, error) {
 // name to hls.js, which sets the URL's hostname to it (a value with a
 // port is refused, and the URI is left on the base pathway) and keeps
 // the base URI's port; dash.js builds scheme://HOST plus the base path,
-// so without the port it would drop it.
+// so without the port it would drop it. A poll without _HLS_ parameters
+// gets the dash.js form: hls.js always sends them, while dash.js's first
+// poll (queryBeforeStart) comes before it has fetched anything, so
+// before it can report locations. An HLS client that sent none and met a
+// port would stay on the base pathway, not go to a wrong host.
 func (s *Server) cloneLists(sv steering.Service) (hls, dash []byte, err error) {
 	if len(sv.Clones) == 0 {
 		return nil, nil, nil

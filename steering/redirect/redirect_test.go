@@ -383,7 +383,7 @@ func TestCloneHostPerPlayer(t *testing.T) {
 	for _, c := range []struct{ target, host string }{
 		{"/steer/vod?_HLS_pathway=cdn-b", "127.0.0.3"},
 		{`/steer/vod?_DASH_pathway="cdn-a,cdn-b"`, "127.0.0.3:9002"},
-		{"/steer/vod", "127.0.0.3"}, // no player named: the host name, as the HLS draft defines HOST
+		{"/steer/vod", "127.0.0.3:9002"}, // dash.js's first poll names no location yet
 	} {
 		var m Manifest
 		if err := json.Unmarshal(f.get(t, c.target, nil).Body.Bytes(), &m); err != nil {

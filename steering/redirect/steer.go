@@ -20,6 +20,7 @@ type steerQuery struct {
 	state     viewState
 	ladderMin float64 // lowest bitrate of the ladder, bit/s (from the manifest helper's SERVER-URI)
 	protocol  string  // "hls" or "dash"
+	hlsParams bool    // _HLS_pathway or _HLS_throughput came: an HLS player (hls.js always sends them)
 	// HLS reports its current pathway and one throughput; DASH every
 	// service location it knows with a throughput each.
 	pathways    []string
@@ -51,8 +52,10 @@ func parseSteerQuery(raw string, pbuf []string, tbuf []float64) (q steerQuery) {
 				q.ladderMin = f
 			}
 		case "_HLS_pathway":
+			q.hlsParams = true
 			q.pathways = append(pbuf[:0], strings.Trim(v, `"`))
 		case "_HLS_throughput":
+			q.hlsParams = true
 			q.throughputs = parseThroughputs(v, tbuf[:0])
 		case "_DASH_pathway":
 			q.protocol = "dash"
@@ -262,10 +265,10 @@ func (s *Server) serveSteering(w http.ResponseWriter, r *http.Request) {
 	b = append(b, "_ss="...)
 	b = st.encode(b)
 	b = append(b, '"')
-	if q.protocol == "dash" {
-		b = append(b, svc.dashClones...)
-	} else {
+	if q.hlsParams && q.protocol != "dash" {
 		b = append(b, svc.hlsClones...)
+	} else {
+		b = append(b, svc.dashClones...)
 	}
 	b = append(b, `,"PATHWAY-PRIORITY":[`...)
 	for i, p := range order {
