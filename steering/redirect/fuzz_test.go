@@ -14,7 +14,8 @@ import (
 // FuzzSteering: whatever query and CMCD header a player (or anyone)
 // sends, the answer is a 200 manifest players accept: VERSION 1, a TTL, a
 // RELOAD-URI whose state decodes, and a non-empty priority of unique
-// pathways of the service. Never a 4xx, never a panic.
+// pathways of the service, with the service's clone in one of its two
+// forms. Never a 4xx, never a panic.
 func FuzzSteering(f *testing.F) {
 	for _, seed := range []string{
 		"ladder_min=300000&_HLS_pathway=cdn-a&_HLS_throughput=500000",
@@ -27,7 +28,10 @@ func FuzzSteering(f *testing.F) {
 		f.Add(seed, `sid="x"`)
 	}
 	fx := newFixture(f, ranking(steering.RuleMeasured, 0,
-		choice("cdn-a", 0.6, steering.HealthUp), choice("cdn-b", 0.4, steering.HealthUp), choice("cdn-c", 0, steering.HealthDown)), nil)
+		choice("cdn-a", 0.6, steering.HealthUp), choice("cdn-b", 0.4, steering.HealthUp), choice("cdn-c", 0, steering.HealthDown)), func(o *Options) {
+		o.Catalog.CDNs[2].BaseURL = "http://127.0.0.3:9002/"
+		o.Catalog.Services[0].Clones = map[string]string{"cdn-c": "cdn-b"}
+	})
 	f.Fuzz(func(t *testing.T, query, cmcd string) {
 		req := httptest.NewRequest(http.MethodGet, "/steer/vod", nil)
 		req.URL.RawQuery = query
@@ -57,6 +61,10 @@ func FuzzSteering(f *testing.F) {
 				t.Fatalf("priority %v for %q", m.Priority, query)
 			}
 			seen[p] = true
+		}
+		if len(m.Clones) != 1 || m.Clones[0].ID != "cdn-c" || m.Clones[0].BaseID != "cdn-b" ||
+			(m.Clones[0].URIReplacement.Host != "127.0.0.3" && m.Clones[0].URIReplacement.Host != "127.0.0.3:9002") {
+			t.Fatalf("clones %+v for %q", m.Clones, query)
 		}
 	})
 }
