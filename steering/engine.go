@@ -1409,6 +1409,17 @@ func (e *Engine) damp(st *svcState, s *scopeState, views []cdnView, now time.Tim
 			(was == HealthUp || was == HealthSuppressed || was == HealthUnknown)
 		if fell {
 			p = min(p+1, ceiling)
+		} else if p < flapForgotten && !s.suppressed[i] {
+			// What is left of old falls could not help suppress the
+			// CDN again (a fall adds 1); at 0 the CDN takes the path
+			// below, which nearly every (scope, CDN) takes every tick.
+			p = 0
+		}
+		if p == 0 && !s.suppressed[i] {
+			// Nothing to decay or release, and no dips to record.
+			s.penalty[i] = 0
+			e.markDamped(s, v, i, p)
+			continue
 		}
 		s.penalty[i], s.penaltyAt[i] = p, now
 		measured := e.dips(s, views, i, fell, now)
@@ -1432,22 +1443,32 @@ func (e *Engine) damp(st *svcState, s *scopeState, views []cdnView, now time.Tim
 			// CDN still flapping take the lead back on its parent's score.)
 			s.suppressed[i] = false
 		}
-		// A CDN flapping in its region flaps in the region's ASNs too,
-		// however few views an ASN sees of it. A region judges its own:
-		// the service scope's falls may all be one region's (flapping's
-		// eu-west damped cdn-a in every region through it).
-		parent := s.parent
-		s.damped[i] = s.suppressed[i] || s.scope.Level == LevelASN && parent != nil && parent.damped != nil && parent.damped[i]
-		if v.health == HealthUp && s.damped[i] {
-			v.health = HealthSuppressed
-			where, q := "", p
-			for a := s; !a.suppressed[i]; a = a.parent {
-				where, q = " in "+a.parent.scope.String(), a.parent.penalty[i]
-			}
-			v.reason = fmt.Sprintf("flapping%s: damping penalty %.1f (suppress at %.1f, reuse below %.1f)", where, q, e.pol.Flap.Suppress, e.pol.Flap.Suppress/2)
-		}
-		s.health[i] = v.health
+		e.markDamped(s, v, i, p)
 	}
+}
+
+// flapForgotten: a flap penalty under this (a thousandth of a fall) is
+// taken as none. Exponential decay never reaches 0 by itself.
+const flapForgotten = 1e-3
+
+// markDamped records whether CDN i is damped in s, suppressed here or,
+// for an ASN, in its region: a CDN flapping in its region flaps in the
+// region's ASNs too, however few views an ASN sees of it. A region
+// judges its own: the service scope's falls may all be one region's
+// (flapping's eu-west damped cdn-a in every region through it). p is
+// s's penalty of i.
+func (e *Engine) markDamped(s *scopeState, v *cdnView, i int, p float64) {
+	parent := s.parent
+	s.damped[i] = s.suppressed[i] || s.scope.Level == LevelASN && parent != nil && parent.damped != nil && parent.damped[i]
+	if v.health == HealthUp && s.damped[i] {
+		v.health = HealthSuppressed
+		where, q := "", p
+		for a := s; !a.suppressed[i]; a = a.parent {
+			where, q = " in "+a.parent.scope.String(), a.parent.penalty[i]
+		}
+		v.reason = fmt.Sprintf("flapping%s: damping penalty %.1f (suppress at %.1f, reuse below %.1f)", where, q, e.pol.Flap.Suppress, e.pol.Flap.Suppress/2)
+	}
+	s.health[i] = v.health
 }
 
 // dips records when CDN i, on flap damping in s, last dipped: fell, or
