@@ -1409,15 +1409,11 @@ func (e *Engine) damp(st *svcState, s *scopeState, views []cdnView, now time.Tim
 			(was == HealthUp || was == HealthSuppressed || was == HealthUnknown)
 		if fell {
 			p = min(p+1, ceiling)
-		} else if p < flapForgotten && !s.suppressed[i] {
-			// What is left of old falls could not help suppress the
-			// CDN again (a fall adds 1); at 0 the CDN takes the path
-			// below, which nearly every (scope, CDN) takes every tick.
-			p = 0
 		}
 		if p == 0 && !s.suppressed[i] {
-			// Nothing to decay or release, and no dips to record.
-			s.penalty[i] = 0
+			// Never fell here: nothing to decay or release, and no dips
+			// to record. Nearly every (scope, CDN) takes this path every
+			// tick.
 			e.markDamped(s, v, i, p)
 			continue
 		}
@@ -1446,10 +1442,6 @@ func (e *Engine) damp(st *svcState, s *scopeState, views []cdnView, now time.Tim
 		e.markDamped(s, v, i, p)
 	}
 }
-
-// flapForgotten: a flap penalty under this (a thousandth of a fall) is
-// taken as none. Exponential decay never reaches 0 by itself.
-const flapForgotten = 1e-3
 
 // markDamped records whether CDN i is damped in s, suppressed here or,
 // for an ASN, in its region: a CDN flapping in its region flaps in the
