@@ -1776,7 +1776,7 @@ func (e *Engine) measuredShares(wk *worker, st *svcState, s *scopeState, views [
 		}
 		lead := best
 		if s.leader >= 0 {
-			lead = e.standIn(views, best, e.margin(s, now))
+			lead = standIn(views, best, e.margin(s, now))
 		}
 		s.leader, s.leaderAt, s.challenger = lead, now, -1
 	case s.displaced >= 0 && s.displaced != s.leader && views[s.displaced].candidate &&
@@ -1839,15 +1839,15 @@ func (e *Engine) measuredShares(wk *worker, st *svcState, s *scopeState, views [
 	return fired
 }
 
-// standIn is who takes a scope's views when its leader fails: the candidate best by value, unless another is within
-// the hysteresis margin of it and better in the most specific window
-// both have data in. Scored from broad windows, the stand-ins are often
+// standIn is who takes a scope's views when its leader fails: the
+// candidate best by value, unless another is within the hysteresis
+// margin of it and better in the most specific window both have data in. Scored from broad windows, the stand-ins are often
 // within noise of each other, and the scope's own windows, too thin yet
 // to decide, pick the one that will lead there a minute later anyway:
 // in flapping, every vod cell of eu-west went from the failing cdn-a to
 // cdn-c, 2.6 points ahead of cdn-b on global windows, and moved to cdn-b
 // 50 to 60 s later on the region's own data (one more flip each).
-func (e *Engine) standIn(views []cdnView, best int, margin float64) int {
+func standIn(views []cdnView, best int, margin float64) int {
 	pick := best
 	for i := range views {
 		c := &views[i]
