@@ -117,7 +117,7 @@ func (c Catalog) Validate() error {
 			case s.Clones[base] != "":
 				return fmt.Errorf("service %q: clone %q: base pathway %q is a clone itself; clone a pathway of the manifests", s.Name, clone, base)
 			}
-			if _, err := CloneHost(c.cdn(base).baseURL(), c.cdn(clone).baseURL()); err != nil {
+			if _, err := CloneHost(c.cdn(base).BaseURLOrDefault(), c.cdn(clone).BaseURLOrDefault()); err != nil {
 				return fmt.Errorf("service %q: clone %q of %q: %w", s.Name, clone, base, err)
 			}
 		}
@@ -125,8 +125,8 @@ func (c Catalog) Validate() error {
 	return nil
 }
 
-// baseURL is BaseURL, or https://<Host> when it is empty.
-func (d CDN) baseURL() string {
+// BaseURLOrDefault is BaseURL, or https://<Host> when it is empty.
+func (d CDN) BaseURLOrDefault() string {
 	if d.BaseURL != "" {
 		return d.BaseURL
 	}

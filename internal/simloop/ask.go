@@ -233,11 +233,7 @@ func newHTTPAsker(base string, cat steering.Catalog) (*httpAsker, error) {
 	byPrefix := map[string]string{}
 	for _, c := range cat.CDNs {
 		// As redirect.New: the base URL, else https://<host>.
-		b := c.BaseURL
-		if b == "" {
-			b = "https://" + c.Host
-		}
-		claim(byPrefix, strings.TrimSuffix(b, "/")+"/", c.Name)
+		claim(byPrefix, strings.TrimSuffix(c.BaseURLOrDefault(), "/")+"/", c.Name)
 		a.pathways[c.Name] = true
 	}
 	for p, cdn := range byPrefix {

@@ -153,10 +153,7 @@ func New(o Options) (*Server, error) {
 		newView: newViewID,
 	}
 	for _, c := range o.Catalog.CDNs {
-		base := c.BaseURL
-		if base == "" {
-			base = "https://" + c.Host
-		}
+		base := c.BaseURLOrDefault()
 		u, err := url.Parse(base)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
 			return nil, fmt.Errorf("http steering: cdn %q: base URL %q is not an absolute http(s) URL without a query", c.Name, base)
